@@ -1,0 +1,339 @@
+//! `KFold`, `StratifiedKFold`, `LeaveOneOut` and their repeated forms.
+
+use crate::labels::{encode_first_appearance, Label};
+use crate::split::{Coverage, Split};
+use crate::{RandomState, SplitError, SplitWarning};
+
+pub(crate) fn check_n_splits(n_splits: usize) -> Result<(), SplitError> {
+    if n_splits <= 1 {
+        return Err(SplitError::TooFewFolds(n_splits));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_enough_samples(n_splits: usize, n_samples: usize) -> Result<(), SplitError> {
+    if n_splits > n_samples {
+        return Err(SplitError::MoreSplitsThanSamples {
+            n_splits,
+            n_samples,
+        });
+    }
+    Ok(())
+}
+
+fn new_rng(seed: Option<u64>) -> Result<Option<RandomState>, SplitError> {
+    seed.map(RandomState::new).transpose()
+}
+
+/// K-fold: consecutive chunks of the (optionally shuffled) samples; the first `n % k` folds
+/// get one sample more.
+///
+/// ```
+/// use cv_split::KFold;
+/// // KFold(3).split(range(7)) in scikit-learn
+/// let split = KFold::new(3).unwrap().split(7).unwrap();
+/// assert_eq!(split.folds[0].test, vec![0, 1, 2]);
+/// assert_eq!(split.folds[2].train, vec![0, 1, 2, 3, 4]);
+/// // KFold(3, shuffle=True, random_state=0)
+/// let split = KFold::new(3).unwrap().shuffle(0).split(7).unwrap();
+/// assert_eq!(split.folds[0].test, vec![1, 2, 6]);
+/// assert_eq!(split.folds[1].test, vec![0, 3]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KFold {
+    n_splits: usize,
+    seed: Option<u64>,
+}
+
+impl KFold {
+    /// `KFold(n_splits)` without shuffling; refuses `n_splits < 2`.
+    pub fn new(n_splits: usize) -> Result<Self, SplitError> {
+        check_n_splits(n_splits)?;
+        Ok(Self {
+            n_splits,
+            seed: None,
+        })
+    }
+
+    /// `shuffle=True, random_state=seed`.
+    pub fn shuffle(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    pub fn split(&self, n_samples: usize) -> Result<Split, SplitError> {
+        let mut rng = new_rng(self.seed)?;
+        let assignment = kfold_assignment(self.n_splits, n_samples, rng.as_mut())?;
+        let mut folds = Vec::with_capacity(self.n_splits);
+        Split::push_repeat(&mut folds, &assignment, self.n_splits);
+        Ok(Split {
+            n_samples,
+            coverage: Coverage::Partition { n_repeats: 1 },
+            folds,
+            warnings: vec![],
+        })
+    }
+}
+
+fn kfold_assignment(
+    n_splits: usize,
+    n_samples: usize,
+    rng: Option<&mut RandomState>,
+) -> Result<Vec<u32>, SplitError> {
+    check_enough_samples(n_splits, n_samples)?;
+    let mut order: Vec<usize> = (0..n_samples).collect();
+    if let Some(rng) = rng {
+        rng.shuffle(&mut order);
+    }
+    let mut assignment = vec![0u32; n_samples];
+    let mut start = 0;
+    for f in 0..n_splits {
+        let size = n_samples / n_splits + usize::from(f < n_samples % n_splits);
+        for &i in &order[start..start + size] {
+            assignment[i] = f as u32;
+        }
+        start += size;
+    }
+    Ok(assignment)
+}
+
+/// Stratified k-fold: each class is dealt round-robin over the folds, so every fold keeps the
+/// class proportions (per-class counts per fold differ by at most one). With a seed, the fold
+/// labels are shuffled within each class; the samples themselves keep their order.
+///
+/// ```
+/// use cv_split::StratifiedKFold;
+/// let y = [0, 0, 0, 0, 1, 1, 1, 1];
+/// let split = StratifiedKFold::new(2).unwrap().split(&y).unwrap();
+/// assert_eq!(split.folds[0].test, vec![0, 1, 4, 5]);
+/// // Two folds but a class of one member: refused, as scikit-learn refuses it.
+/// let err = StratifiedKFold::new(3).unwrap().split(&["a", "b", "a", "b"]).unwrap_err();
+/// assert_eq!(err.to_string(), "n_splits=3 cannot be greater than the number of members in each class.");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StratifiedKFold {
+    n_splits: usize,
+    seed: Option<u64>,
+}
+
+impl StratifiedKFold {
+    /// `StratifiedKFold(n_splits)` without shuffling; refuses `n_splits < 2`.
+    pub fn new(n_splits: usize) -> Result<Self, SplitError> {
+        check_n_splits(n_splits)?;
+        Ok(Self {
+            n_splits,
+            seed: None,
+        })
+    }
+
+    /// `shuffle=True, random_state=seed`.
+    pub fn shuffle(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    pub fn split<L: Label>(&self, y: &[L]) -> Result<Split, SplitError> {
+        let mut rng = new_rng(self.seed)?;
+        let mut warnings = vec![];
+        let assignment = stratified_assignment(self.n_splits, y, rng.as_mut(), &mut warnings)?;
+        let mut folds = Vec::with_capacity(self.n_splits);
+        Split::push_repeat(&mut folds, &assignment, self.n_splits);
+        Ok(Split {
+            n_samples: y.len(),
+            coverage: Coverage::Partition { n_repeats: 1 },
+            folds,
+            warnings,
+        })
+    }
+}
+
+/// The per-class checks shared by the stratified k-fold splitters.
+pub(crate) fn check_class_counts(
+    n_splits: usize,
+    counts: &[usize],
+    warnings: &mut Vec<SplitWarning>,
+) -> Result<(), SplitError> {
+    if counts.iter().all(|&c| n_splits > c) {
+        return Err(SplitError::MoreSplitsThanClassMembers(n_splits));
+    }
+    let least = counts.iter().copied().min().unwrap_or(0);
+    if n_splits > least {
+        let warning = SplitWarning::LeastPopulatedClass {
+            members: least,
+            n_splits,
+        };
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+    }
+    Ok(())
+}
+
+fn stratified_assignment<L: Label>(
+    k: usize,
+    y: &[L],
+    mut rng: Option<&mut RandomState>,
+    warnings: &mut Vec<SplitWarning>,
+) -> Result<Vec<u32>, SplitError> {
+    check_enough_samples(k, y.len())?;
+    // Classes are coded by first appearance, as scikit-learn codes them here.
+    let (encoded, _) = encode_first_appearance(y);
+    check_class_counts(k, &encoded.counts, warnings)?;
+
+    // scikit-learn deals the sorted codes round-robin: fold f takes positions f, f+k, f+2k, …
+    // Class c holds positions [start, start + count), so its share of fold f is a difference
+    // of two counts of positions ≡ f (mod k).
+    let below = |x: usize, f: usize| if x <= f { 0 } else { (x - f).div_ceil(k) };
+    let mut labels_by_class = Vec::with_capacity(y.len());
+    let mut class_start = Vec::with_capacity(encoded.n_classes());
+    let mut start = 0;
+    for &count in &encoded.counts {
+        class_start.push(labels_by_class.len());
+        for f in 0..k {
+            let share = below(start + count, f) - below(start, f);
+            labels_by_class.extend(std::iter::repeat_n(f as u32, share));
+        }
+        if let Some(rng) = rng.as_deref_mut() {
+            rng.shuffle(&mut labels_by_class[class_start[class_start.len() - 1]..]);
+        }
+        start += count;
+    }
+    // The j-th sample of a class (in index order) takes that class's j-th fold label.
+    let mut cursor = class_start;
+    Ok(encoded
+        .codes
+        .iter()
+        .map(|&c| {
+            let at = &mut cursor[c as usize];
+            *at += 1;
+            labels_by_class[*at - 1]
+        })
+        .collect())
+}
+
+/// Leave-one-out: split `i` tests sample `i` alone.
+///
+/// ```
+/// use cv_split::LeaveOneOut;
+/// let split = LeaveOneOut.split(3).unwrap();
+/// assert_eq!(split.folds[1].train, vec![0, 2]);
+/// assert_eq!(split.folds[1].test, vec![1]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaveOneOut;
+
+impl LeaveOneOut {
+    pub fn split(&self, n_samples: usize) -> Result<Split, SplitError> {
+        if n_samples <= 1 {
+            return Err(SplitError::LeaveOneOutTooFewSamples(n_samples));
+        }
+        let assignment: Vec<u32> = (0..n_samples as u32).collect();
+        let mut folds = Vec::with_capacity(n_samples);
+        Split::push_repeat(&mut folds, &assignment, n_samples);
+        Ok(Split {
+            n_samples,
+            coverage: Coverage::Partition { n_repeats: 1 },
+            folds,
+            warnings: vec![],
+        })
+    }
+}
+
+fn check_repeats(n_repeats: usize) -> Result<(), SplitError> {
+    if n_repeats == 0 {
+        return Err(SplitError::NoRepeats);
+    }
+    Ok(())
+}
+
+/// `RepeatedKFold`: `n_repeats` shuffled k-folds drawn from one generator, so repeat `r`
+/// continues the stream where repeat `r - 1` stopped (scikit-learn does not re-seed).
+///
+/// ```
+/// use cv_split::RepeatedKFold;
+/// let split = RepeatedKFold::new(2, 3, 0).unwrap().split(4).unwrap();
+/// assert_eq!(split.folds.len(), 6);
+/// split.check_leaks().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepeatedKFold {
+    n_splits: usize,
+    n_repeats: usize,
+    seed: u64,
+}
+
+impl RepeatedKFold {
+    pub fn new(n_splits: usize, n_repeats: usize, seed: u64) -> Result<Self, SplitError> {
+        check_repeats(n_repeats)?;
+        check_n_splits(n_splits)?;
+        Ok(Self {
+            n_splits,
+            n_repeats,
+            seed,
+        })
+    }
+
+    pub fn split(&self, n_samples: usize) -> Result<Split, SplitError> {
+        let mut rng = RandomState::new(self.seed)?;
+        let mut folds = Vec::with_capacity(self.n_splits * self.n_repeats);
+        for _ in 0..self.n_repeats {
+            let assignment = kfold_assignment(self.n_splits, n_samples, Some(&mut rng))?;
+            Split::push_repeat(&mut folds, &assignment, self.n_splits);
+        }
+        Ok(Split {
+            n_samples,
+            coverage: Coverage::Partition {
+                n_repeats: self.n_repeats,
+            },
+            folds,
+            warnings: vec![],
+        })
+    }
+}
+
+/// `RepeatedStratifiedKFold`: `n_repeats` shuffled stratified k-folds from one generator.
+///
+/// ```
+/// use cv_split::RepeatedStratifiedKFold;
+/// let y = ["a", "b", "a", "b", "a", "b"];
+/// let split = RepeatedStratifiedKFold::new(3, 2, 42).unwrap().split(&y).unwrap();
+/// assert_eq!(split.folds.len(), 6);
+/// split.check_leaks().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepeatedStratifiedKFold {
+    n_splits: usize,
+    n_repeats: usize,
+    seed: u64,
+}
+
+impl RepeatedStratifiedKFold {
+    pub fn new(n_splits: usize, n_repeats: usize, seed: u64) -> Result<Self, SplitError> {
+        check_repeats(n_repeats)?;
+        check_n_splits(n_splits)?;
+        Ok(Self {
+            n_splits,
+            n_repeats,
+            seed,
+        })
+    }
+
+    pub fn split<L: Label>(&self, y: &[L]) -> Result<Split, SplitError> {
+        let mut rng = RandomState::new(self.seed)?;
+        let mut warnings = vec![];
+        let mut folds = Vec::with_capacity(self.n_splits * self.n_repeats);
+        for _ in 0..self.n_repeats {
+            let assignment =
+                stratified_assignment(self.n_splits, y, Some(&mut rng), &mut warnings)?;
+            Split::push_repeat(&mut folds, &assignment, self.n_splits);
+        }
+        Ok(Split {
+            n_samples: y.len(),
+            coverage: Coverage::Partition {
+                n_repeats: self.n_repeats,
+            },
+            folds,
+            warnings,
+        })
+    }
+}
