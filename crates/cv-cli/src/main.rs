@@ -1,1 +1,44 @@
-fn main() {}
+//! `cv`: reproducible cross-validation of image classifiers.
+//!
+//! A thin layer over the library crates: it parses arguments, reads files, reports errors with
+//! the file and line at fault, and writes results. Everything it does can be done from Rust.
+
+mod input;
+mod output;
+mod split;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cv",
+    version,
+    about = "Reproducible cross-validation of neural-network image classifiers",
+    long_about = "Reproducible cross-validation of neural-network image classifiers.\n\n\
+        Same config + same seed + same data => identical folds, weights and metrics. \
+        Folds are identical, index for index, to scikit-learn's for the same random_state."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Split samples into cross-validation folds, exactly as scikit-learn would.
+    Split(split::SplitArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Split(args) => split::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
