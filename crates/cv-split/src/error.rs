@@ -27,6 +27,8 @@ pub enum SplitError {
     MoreSplitsThanClassMembers(usize),
     #[error("Cannot perform LeaveOneOut with n_samples={0}.")]
     LeaveOneOutTooFewSamples(usize),
+    #[error("{0} samples are more than foldwise can index (at most 4294967295)")]
+    TooManySamples(usize),
     #[error("Seed must be between 0 and 2**32 - 1, got {0}.")]
     SeedOutOfRange(i128),
     #[error("Number of repetitions must be greater than 0.")]

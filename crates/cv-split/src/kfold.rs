@@ -1,7 +1,7 @@
 //! `KFold`, `StratifiedKFold`, `LeaveOneOut` and their repeated forms.
 
-use crate::labels::{encode_first_appearance, Label};
-use crate::split::{Coverage, Split};
+use crate::labels::{encode_first_appearance, Encoded, Label};
+use crate::split::{check_n_samples, Coverage, Split};
 use crate::{RandomState, SplitError, SplitWarning};
 
 pub(crate) fn check_n_splits(n_splits: usize) -> Result<(), SplitError> {
@@ -12,6 +12,7 @@ pub(crate) fn check_n_splits(n_splits: usize) -> Result<(), SplitError> {
 }
 
 pub(crate) fn check_enough_samples(n_splits: usize, n_samples: usize) -> Result<(), SplitError> {
+    check_n_samples(n_samples)?;
     if n_splits > n_samples {
         return Err(SplitError::MoreSplitsThanSamples {
             n_splits,
@@ -63,9 +64,10 @@ impl KFold {
 
     pub fn split(&self, n_samples: usize) -> Result<Split, SplitError> {
         let mut rng = new_rng(self.seed)?;
-        let assignment = kfold_assignment(self.n_splits, n_samples, rng.as_mut())?;
+        check_enough_samples(self.n_splits, n_samples)?;
         let mut folds = Vec::with_capacity(self.n_splits);
-        Split::push_repeat(&mut folds, &assignment, self.n_splits);
+        let assignment = kfold_assignment(self.n_splits, n_samples, rng.as_mut());
+            Split::push_repeat(&mut folds, &assignment, self.n_splits);
         Ok(Split {
             n_samples,
             coverage: Coverage::Partition { n_repeats: 1 },
@@ -75,26 +77,29 @@ impl KFold {
     }
 }
 
-fn kfold_assignment(
-    n_splits: usize,
-    n_samples: usize,
-    rng: Option<&mut RandomState>,
-) -> Result<Vec<u32>, SplitError> {
-    check_enough_samples(n_splits, n_samples)?;
-    let mut order: Vec<usize> = (0..n_samples).collect();
+/// Sizes of the k folds of n samples: the first `n % k` hold one sample more.
+fn kfold_sizes(n_samples: usize, n_splits: usize) -> Vec<usize> {
+    (0..n_splits)
+        .map(|f| n_samples / n_splits + usize::from(f < n_samples % n_splits))
+        .collect()
+}
+
+/// Each sample's fold: consecutive chunks of the (optionally shuffled) sample order.
+fn kfold_assignment(n_splits: usize, n_samples: usize, rng: Option<&mut RandomState>) -> Vec<u32> {
+    // u32 keeps the shuffled array half the size of usize (same draws, same result).
+    let mut order: Vec<u32> = (0..n_samples as u32).collect();
     if let Some(rng) = rng {
         rng.shuffle(&mut order);
     }
     let mut assignment = vec![0u32; n_samples];
     let mut start = 0;
-    for f in 0..n_splits {
-        let size = n_samples / n_splits + usize::from(f < n_samples % n_splits);
+    for (f, size) in kfold_sizes(n_samples, n_splits).into_iter().enumerate() {
         for &i in &order[start..start + size] {
-            assignment[i] = f as u32;
+            assignment[i as usize] = f as u32;
         }
         start += size;
     }
-    Ok(assignment)
+    assignment
 }
 
 /// Stratified k-fold: each class is dealt round-robin over the folds, so every fold keeps the
@@ -135,9 +140,10 @@ impl StratifiedKFold {
     pub fn split<L: Label>(&self, y: &[L]) -> Result<Split, SplitError> {
         let mut rng = new_rng(self.seed)?;
         let mut warnings = vec![];
-        let assignment = stratified_assignment(self.n_splits, y, rng.as_mut(), &mut warnings)?;
+        let encoded = encode_stratified(self.n_splits, y, &mut warnings)?;
         let mut folds = Vec::with_capacity(self.n_splits);
-        Split::push_repeat(&mut folds, &assignment, self.n_splits);
+        let assignment = stratified_assignment(self.n_splits, &encoded, rng.as_mut());
+            Split::push_repeat(&mut folds, &assignment, self.n_splits);
         Ok(Split {
             n_samples: y.len(),
             coverage: Coverage::Partition { n_repeats: 1 },
@@ -169,46 +175,63 @@ pub(crate) fn check_class_counts(
     Ok(())
 }
 
-fn stratified_assignment<L: Label>(
+/// StratifiedKFold's checks and its encoding: classes coded by first appearance.
+fn encode_stratified<L: Label>(
     k: usize,
     y: &[L],
-    mut rng: Option<&mut RandomState>,
     warnings: &mut Vec<SplitWarning>,
-) -> Result<Vec<u32>, SplitError> {
+) -> Result<Encoded, SplitError> {
     check_enough_samples(k, y.len())?;
-    // Classes are coded by first appearance, as scikit-learn codes them here.
     let (encoded, _) = encode_first_appearance(y);
     check_class_counts(k, &encoded.counts, warnings)?;
+    Ok(encoded)
+}
 
+fn stratified_assignment(k: usize, encoded: &Encoded, rng: Option<&mut RandomState>) -> Vec<u32> {
+    // Fold labels as bytes when they fit: the shuffles then stay in cache (same draws, same
+    // result, as numpy's shuffle does not depend on the dtype).
+    if k <= 256 {
+        deal_fold_labels::<u8>(k, encoded, rng)
+    } else {
+        deal_fold_labels::<u32>(k, encoded, rng)
+    }
+}
+
+fn deal_fold_labels<T>(k: usize, encoded: &Encoded, mut rng: Option<&mut RandomState>) -> Vec<u32>
+where
+    T: Copy + TryFrom<usize> + Into<u32>,
+{
+    let label = |f: usize| T::try_from(f).unwrap_or_else(|_| unreachable!("k fits the type"));
     // scikit-learn deals the sorted codes round-robin: fold f takes positions f, f+k, f+2k, …
     // Class c holds positions [start, start + count), so its share of fold f is a difference
     // of two counts of positions ≡ f (mod k).
     let below = |x: usize, f: usize| if x <= f { 0 } else { (x - f).div_ceil(k) };
-    let mut labels_by_class = Vec::with_capacity(y.len());
+    let mut labels_by_class: Vec<T> = Vec::with_capacity(encoded.codes.len());
     let mut class_start = Vec::with_capacity(encoded.n_classes());
     let mut start = 0;
     for &count in &encoded.counts {
-        class_start.push(labels_by_class.len());
+        let first = labels_by_class.len();
+        class_start.push(first);
         for f in 0..k {
             let share = below(start + count, f) - below(start, f);
-            labels_by_class.extend(std::iter::repeat_n(f as u32, share));
+            labels_by_class.extend(std::iter::repeat_n(label(f), share));
         }
         if let Some(rng) = rng.as_deref_mut() {
-            rng.shuffle(&mut labels_by_class[class_start[class_start.len() - 1]..]);
+            rng.shuffle(&mut labels_by_class[first..]);
         }
         start += count;
     }
     // The j-th sample of a class (in index order) takes that class's j-th fold label.
     let mut cursor = class_start;
-    Ok(encoded
+    encoded
         .codes
         .iter()
         .map(|&c| {
             let at = &mut cursor[c as usize];
             *at += 1;
-            labels_by_class[*at - 1]
+            labels_by_class[*at - 1].into()
         })
-        .collect())
+        .collect()
 }
 
 /// Leave-one-out: split `i` tests sample `i` alone.
@@ -227,6 +250,7 @@ impl LeaveOneOut {
         if n_samples <= 1 {
             return Err(SplitError::LeaveOneOutTooFewSamples(n_samples));
         }
+        check_n_samples(n_samples)?;
         let assignment: Vec<u32> = (0..n_samples as u32).collect();
         let mut folds = Vec::with_capacity(n_samples);
         Split::push_repeat(&mut folds, &assignment, n_samples);
@@ -276,8 +300,9 @@ impl RepeatedKFold {
     pub fn split(&self, n_samples: usize) -> Result<Split, SplitError> {
         let mut rng = RandomState::new(self.seed)?;
         let mut folds = Vec::with_capacity(self.n_splits * self.n_repeats);
+        check_enough_samples(self.n_splits, n_samples)?;
         for _ in 0..self.n_repeats {
-            let assignment = kfold_assignment(self.n_splits, n_samples, Some(&mut rng))?;
+            let assignment = kfold_assignment(self.n_splits, n_samples, Some(&mut rng));
             Split::push_repeat(&mut folds, &assignment, self.n_splits);
         }
         Ok(Split {
@@ -322,9 +347,9 @@ impl RepeatedStratifiedKFold {
         let mut rng = RandomState::new(self.seed)?;
         let mut warnings = vec![];
         let mut folds = Vec::with_capacity(self.n_splits * self.n_repeats);
+        let encoded = encode_stratified(self.n_splits, y, &mut warnings)?;
         for _ in 0..self.n_repeats {
-            let assignment =
-                stratified_assignment(self.n_splits, y, Some(&mut rng), &mut warnings)?;
+            let assignment = stratified_assignment(self.n_splits, &encoded, Some(&mut rng));
             Split::push_repeat(&mut folds, &assignment, self.n_splits);
         }
         Ok(Split {

@@ -41,4 +41,4 @@ pub use labels::{Label, LabelValue};
 pub use random_state::RandomState;
 pub use shuffle_split::{GroupShuffleSplit, ShuffleSplit, Size, StratifiedShuffleSplit};
 pub use spec::{Method, SpecError, SplitSpec};
-pub use split::{Coverage, Fold, FoldAssignment, LeakError, Split};
+pub use split::{Coverage, Fold, FoldAssignment, LeakError, SampleIndex, Split};

@@ -24,6 +24,8 @@ const LOWER_MASK: u32 = 0x7fff_ffff;
 #[derive(Clone)]
 pub struct RandomState {
     mt: [u32; N],
+    /// The tempered outputs of the current state, computed a whole block at a time.
+    out: [u32; N],
     pos: usize,
 }
 
@@ -54,14 +56,34 @@ impl RandomState {
                 .wrapping_add(i as u32);
         }
         // numpy leaves `pos = 624` after seeding, so the first draw twists first.
-        Self { mt, pos: N }
+        Self {
+            mt,
+            out: [0; N],
+            pos: N,
+        }
     }
 
     fn twist(&mut self) {
-        for i in 0..N {
-            let y = (self.mt[i] & UPPER_MASK) | (self.mt[(i + 1) % N] & LOWER_MASK);
-            let mag = if y & 1 == 1 { MATRIX_A } else { 0 };
-            self.mt[i] = self.mt[(i + M) % N] ^ (y >> 1) ^ mag;
+        // The standard recurrence, split into three loops so that no index wraps (which lets the
+        // compiler vectorise), with the conditional XOR made branch-free.
+        #[inline(always)]
+        fn step(upper: u32, lower: u32, far: u32) -> u32 {
+            let y = (upper & UPPER_MASK) | (lower & LOWER_MASK);
+            far ^ (y >> 1) ^ ((y & 1).wrapping_neg() & MATRIX_A)
+        }
+        let mt = &mut self.mt;
+        for i in 0..N - M {
+            mt[i] = step(mt[i], mt[i + 1], mt[i + M]);
+        }
+        for i in N - M..N - 1 {
+            mt[i] = step(mt[i], mt[i + 1], mt[i + M - N]);
+        }
+        mt[N - 1] = step(mt[N - 1], mt[0], mt[M - 1]);
+        for (out, &y) in self.out.iter_mut().zip(mt.iter()) {
+            let y = y ^ (y >> 11);
+            let y = y ^ ((y << 7) & 0x9d2c_5680);
+            let y = y ^ ((y << 15) & 0xefc6_0000);
+            *out = y ^ (y >> 18);
         }
         self.pos = 0;
     }
@@ -72,12 +94,9 @@ impl RandomState {
         if self.pos == N {
             self.twist();
         }
-        let mut y = self.mt[self.pos];
+        let y = self.out[self.pos];
         self.pos += 1;
-        y ^= y >> 11;
-        y ^= (y << 7) & 0x9d2c_5680;
-        y ^= (y << 15) & 0xefc6_0000;
-        y ^ (y >> 18)
+        y
     }
 
     /// The next raw 64-bit output: the first 32-bit draw is the high word, as in numpy.
@@ -102,16 +121,10 @@ impl RandomState {
         if max == 0 {
             return 0;
         }
-        let mut mask = max;
-        mask |= mask >> 1;
-        mask |= mask >> 2;
-        mask |= mask >> 4;
-        mask |= mask >> 8;
-        mask |= mask >> 16;
-        mask |= mask >> 32;
+        // The smallest all-ones mask covering `max` (numpy ORs shifted copies; same value).
+        let mask = u64::MAX >> max.leading_zeros();
         if max <= u64::from(u32::MAX) {
-            let mask = mask as u32;
-            let max = max as u32;
+            let (mask, max) = (mask as u32, max as u32);
             loop {
                 let v = self.next_u32() & mask;
                 if v <= max {
@@ -139,7 +152,17 @@ impl RandomState {
 
     /// `RandomState.permutation(n)`: a shuffled `0..n`.
     pub fn permutation(&mut self, n: usize) -> Vec<usize> {
-        let mut values: Vec<usize> = (0..n).collect();
+        self.permutation_of(n)
+    }
+
+    /// `permutation(n)` in another integer type (the draws do not depend on it, as in numpy).
+    ///
+    /// # Panics
+    /// If `n - 1` does not fit in `T`.
+    pub fn permutation_of<T: TryFrom<usize>>(&mut self, n: usize) -> Vec<T> {
+        let mut values: Vec<T> = (0..n)
+            .map(|i| T::try_from(i).unwrap_or_else(|_| panic!("{n} values do not fit the type")))
+            .collect();
         self.shuffle(&mut values);
         values
     }

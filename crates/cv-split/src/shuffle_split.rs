@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PyFloat;
 use crate::labels::{encode_sorted, Label};
-use crate::split::{Coverage, Fold, Split};
+use crate::split::{check_n_samples, Coverage, Fold, SampleIndex, Split};
 use crate::{RandomState, SplitError};
 
 /// A train or test size: a fraction of the samples in `(0, 1)`, or an absolute count.
@@ -154,12 +154,13 @@ impl ShuffleSplit {
     }
 
     fn split_with_default(&self, n_samples: usize, default_test: f64) -> Result<Split, SplitError> {
+        check_n_samples(n_samples)?;
         let (n_train, n_test) =
             train_test_counts(n_samples, self.test_size, self.train_size, default_test)?;
         let mut rng = RandomState::new(self.seed)?;
         let folds = (0..self.n_splits)
             .map(|fold| {
-                let p = rng.permutation(n_samples);
+                let p = rng.permutation_of::<SampleIndex>(n_samples);
                 Fold {
                     fold,
                     test: p[..n_test].to_vec(),
@@ -210,6 +211,7 @@ impl GroupShuffleSplit {
     }
 
     pub fn split<G: Label>(&self, groups: &[G]) -> Result<Split, SplitError> {
+        check_n_samples(groups.len())?;
         let (encoded, _) = encode_sorted(groups);
         let by_group = self.inner.split_with_default(encoded.n_classes(), 0.2)?;
         let mut side = vec![0u8; encoded.n_classes()];
@@ -219,14 +221,14 @@ impl GroupShuffleSplit {
             .map(|fold| {
                 side.fill(0);
                 for &g in &fold.train {
-                    side[g] = 1;
+                    side[g as usize] = 1;
                 }
                 for &g in &fold.test {
-                    side[g] = 2;
+                    side[g as usize] = 2;
                 }
                 let members = |mark: u8| {
-                    (0..groups.len())
-                        .filter(|&i| side[encoded.codes[i] as usize] == mark)
+                    (0..groups.len() as SampleIndex)
+                        .filter(|&i| side[encoded.codes[i as usize] as usize] == mark)
                         .collect()
                 };
                 Fold {
@@ -253,7 +255,7 @@ impl GroupShuffleSplit {
 /// use cv_split::{StratifiedShuffleSplit, Size};
 /// let y = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1];
 /// let split = StratifiedShuffleSplit::new(1, 0).unwrap().test_size(Size::Fraction(0.5)).split(&y).unwrap();
-/// let test_ones = split.folds[0].test.iter().filter(|&&i| y[i] == 1).count();
+/// let test_ones = split.folds[0].test.iter().filter(|&&i| y[i as usize] == 1).count();
 /// assert_eq!(test_ones, 2);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -280,6 +282,7 @@ impl StratifiedShuffleSplit {
 
     pub fn split<L: Label + fmt::Display>(&self, y: &[L]) -> Result<Split, SplitError> {
         let n_samples = y.len();
+        check_n_samples(n_samples)?;
         let ShuffleSplit {
             n_splits,
             seed,
@@ -305,13 +308,13 @@ impl StratifiedShuffleSplit {
             return Err(SplitError::TestSmallerThanClasses { n_test, n_classes });
         }
         // Members of each class in ascending index order.
-        let mut members: Vec<Vec<usize>> = encoded
+        let mut members: Vec<Vec<SampleIndex>> = encoded
             .counts
             .iter()
             .map(|&c| Vec::with_capacity(c))
             .collect();
         for (i, &c) in encoded.codes.iter().enumerate() {
-            members[c as usize].push(i);
+            members[c as usize].push(i as SampleIndex);
         }
         let mut rng = RandomState::new(seed)?;
         let folds = (0..n_splits)

@@ -1,7 +1,7 @@
 //! Every splitter against scikit-learn 1.9.1, index for index, on the cases that
 //! `tests/golden/generate.py` recorded.
 
-use cv_split::{Fold, LabelValue, SplitSpec};
+use cv_split::{Fold, LabelValue, SampleIndex, SplitSpec};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -25,8 +25,8 @@ struct Case {
 
 #[derive(Deserialize)]
 struct TrainTest {
-    train: Vec<usize>,
-    test: Vec<usize>,
+    train: Vec<SampleIndex>,
+    test: Vec<SampleIndex>,
 }
 
 /// The folds scikit-learn returned, rebuilt from each repeat's sample → fold map: test indices
@@ -37,8 +37,8 @@ fn folds_from_assignments(assignments: &[Vec<usize>]) -> Vec<Fold> {
         let first = folds.len();
         let n_folds = row.iter().max().map_or(0, |&m| m + 1 - first);
         for f in first..first + n_folds {
-            let (test, train): (Vec<usize>, Vec<usize>) =
-                (0..row.len()).partition(|&i| row[i] == f);
+            let (test, train): (Vec<SampleIndex>, Vec<SampleIndex>) =
+                (0..row.len() as SampleIndex).partition(|&i| row[i as usize] == f);
             folds.push(Fold {
                 fold: f,
                 train,

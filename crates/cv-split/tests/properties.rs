@@ -24,7 +24,7 @@ fn class_counts_per_fold(split: &Split, y: &[u8]) -> HashMap<u8, Vec<usize>> {
     for (f, fold) in split.folds.iter().enumerate() {
         for &i in &fold.test {
             counts
-                .entry(y[i])
+                .entry(y[i as usize])
                 .or_insert_with(|| vec![0; split.folds.len()])[f] += 1;
         }
     }
@@ -94,8 +94,8 @@ proptest! {
         for split in [gkf.split(&groups), sgkf.split(&y, &groups)].into_iter().flatten() {
             prop_assert!(split.check_leaks().is_ok());
             for fold in &split.folds {
-                let train: HashSet<usize> = fold.train.iter().map(|&i| groups[i]).collect();
-                prop_assert!(fold.test.iter().all(|&i| !train.contains(&groups[i])));
+                let train: HashSet<usize> = fold.train.iter().map(|&i| groups[i as usize]).collect();
+                prop_assert!(fold.test.iter().all(|&i| !train.contains(&groups[i as usize])));
             }
         }
     }
