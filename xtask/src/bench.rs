@@ -56,8 +56,8 @@ fn timings(mut command: Command) -> Result<BTreeMap<String, (Vec<f64>, String)>>
     }
     let mut cases = BTreeMap::new();
     for line in String::from_utf8(out.stdout)?.lines() {
-        let v: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("bad line from {printed}: {line}"))?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("bad line from {printed}: {line}"))?;
         let case = v["case"].as_str().context("no case")?.to_owned();
         let seconds = v["seconds"]
             .as_array()
@@ -81,7 +81,14 @@ fn bench_split(args: &BenchArgs) -> Result<()> {
     eprintln!("building the timing example (release)…");
     let status = Command::new(env!("CARGO"))
         .current_dir(&root)
-        .args(["build", "--release", "-p", "cv-split", "--example", "split_timing"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "cv-split",
+            "--example",
+            "split_timing",
+        ])
         .status()?;
     ensure!(status.success(), "cargo build failed");
     let rust_bin = root.join("target/release/examples/split_timing");
@@ -109,7 +116,9 @@ fn bench_split(args: &BenchArgs) -> Result<()> {
             python.entry(case).or_default().extend(py_seconds);
         }
     }
-    println!("| case (1,000,000 labels, folds materialised) | scikit-learn | cv-split | speed-up |");
+    println!(
+        "| case (1,000,000 labels, folds materialised) | scikit-learn | cv-split | speed-up |"
+    );
     println!("| --- | --- | --- | --- |");
     for (case, mut r) in rust {
         let mut p = python.remove(&case).unwrap_or_default();
@@ -121,6 +130,9 @@ fn bench_split(args: &BenchArgs) -> Result<()> {
             p / r
         );
     }
-    println!("\nmedians over {} rounds × 3 runs each; folds checked identical", args.rounds);
+    println!(
+        "\nmedians over {} rounds × 3 runs each; folds checked identical",
+        args.rounds
+    );
     Ok(())
 }

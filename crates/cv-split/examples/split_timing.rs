@@ -35,7 +35,13 @@ fn main() {
     let cases: [Case; 3] = [
         (
             "StratifiedKFold(5, shuffle=True, random_state=0)",
-            Box::new(|| StratifiedKFold::new(5).unwrap().shuffle(0).split(&y).unwrap()),
+            Box::new(|| {
+                StratifiedKFold::new(5)
+                    .unwrap()
+                    .shuffle(0)
+                    .split(&y)
+                    .unwrap()
+            }),
         ),
         (
             "StratifiedKFold(5)",

@@ -1,7 +1,7 @@
 //! `KFold`, `StratifiedKFold`, `LeaveOneOut` and their repeated forms.
 
 use crate::labels::{encode_first_appearance, Encoded, Label};
-use crate::split::{check_n_samples, Coverage, Split};
+use crate::split::{check_n_samples, Coverage, Fold, Split};
 use crate::{RandomState, SplitError, SplitWarning};
 
 pub(crate) fn check_n_splits(n_splits: usize) -> Result<(), SplitError> {
@@ -67,7 +67,7 @@ impl KFold {
         check_enough_samples(self.n_splits, n_samples)?;
         let mut folds = Vec::with_capacity(self.n_splits);
         let assignment = kfold_assignment(self.n_splits, n_samples, rng.as_mut());
-            Split::push_repeat(&mut folds, &assignment, self.n_splits);
+        Split::push_repeat(&mut folds, &assignment, self.n_splits);
         Ok(Split {
             n_samples,
             coverage: Coverage::Partition { n_repeats: 1 },
@@ -142,8 +142,7 @@ impl StratifiedKFold {
         let mut warnings = vec![];
         let encoded = encode_stratified(self.n_splits, y, &mut warnings)?;
         let mut folds = Vec::with_capacity(self.n_splits);
-        let assignment = stratified_assignment(self.n_splits, &encoded, rng.as_mut());
-            Split::push_repeat(&mut folds, &assignment, self.n_splits);
+        push_stratified_repeat(&mut folds, self.n_splits, &encoded, rng.as_mut());
         Ok(Split {
             n_samples: y.len(),
             coverage: Coverage::Partition { n_repeats: 1 },
@@ -187,19 +186,26 @@ fn encode_stratified<L: Label>(
     Ok(encoded)
 }
 
-fn stratified_assignment(k: usize, encoded: &Encoded, rng: Option<&mut RandomState>) -> Vec<u32> {
-    // Fold labels as bytes when they fit: the shuffles then stay in cache (same draws, same
-    // result, as numpy's shuffle does not depend on the dtype).
+/// Appends one stratified repeat. Fold labels are bytes when they fit: the shuffles then stay in
+/// cache and the folds are built from a quarter of the memory (same draws, same result, as
+/// numpy's shuffle does not depend on the dtype).
+fn push_stratified_repeat(
+    folds: &mut Vec<Fold>,
+    k: usize,
+    encoded: &Encoded,
+    rng: Option<&mut RandomState>,
+) {
     if k <= 256 {
-        deal_fold_labels::<u8>(k, encoded, rng)
+        Split::push_repeat(folds, &deal_fold_labels::<u8>(k, encoded, rng), k);
     } else {
-        deal_fold_labels::<u32>(k, encoded, rng)
+        Split::push_repeat(folds, &deal_fold_labels::<u32>(k, encoded, rng), k);
     }
 }
 
-fn deal_fold_labels<T>(k: usize, encoded: &Encoded, mut rng: Option<&mut RandomState>) -> Vec<u32>
+/// Each sample's fold: every class's fold labels dealt round-robin, optionally shuffled.
+fn deal_fold_labels<T>(k: usize, encoded: &Encoded, mut rng: Option<&mut RandomState>) -> Vec<T>
 where
-    T: Copy + TryFrom<usize> + Into<u32>,
+    T: Copy + TryFrom<usize>,
 {
     let label = |f: usize| T::try_from(f).unwrap_or_else(|_| unreachable!("k fits the type"));
     // scikit-learn deals the sorted codes round-robin: fold f takes positions f, f+k, f+2k, …
@@ -229,7 +235,7 @@ where
         .map(|&c| {
             let at = &mut cursor[c as usize];
             *at += 1;
-            labels_by_class[*at - 1].into()
+            labels_by_class[*at - 1]
         })
         .collect()
 }
@@ -349,8 +355,7 @@ impl RepeatedStratifiedKFold {
         let mut folds = Vec::with_capacity(self.n_splits * self.n_repeats);
         let encoded = encode_stratified(self.n_splits, y, &mut warnings)?;
         for _ in 0..self.n_repeats {
-            let assignment = stratified_assignment(self.n_splits, &encoded, Some(&mut rng));
-            Split::push_repeat(&mut folds, &assignment, self.n_splits);
+            push_stratified_repeat(&mut folds, self.n_splits, &encoded, Some(&mut rng));
         }
         Ok(Split {
             n_samples: y.len(),

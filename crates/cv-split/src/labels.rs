@@ -6,11 +6,12 @@ use std::hash::Hash;
 
 use rustc_hash::FxHashMap;
 
-/// What a label or group may be: anything hashable with a total order (integers, strings, …).
+/// What a label or group may be: anything hashable with a total order (integers, strings, …)
+/// that threads can share.
 ///
 /// The order matters where scikit-learn sorts classes or groups (`np.unique`).
-pub trait Label: Hash + Ord {}
-impl<T: Hash + Ord + ?Sized> Label for T {}
+pub trait Label: Hash + Ord + Sync {}
+impl<T: Hash + Ord + Sync + ?Sized> Label for T {}
 
 /// Labels as small integer codes plus the count of each code.
 #[derive(Debug)]
@@ -27,7 +28,42 @@ impl Encoded {
 
 /// Codes in order of first appearance: the first label seen is 0 (StratifiedKFold's encoding).
 /// Also returns the distinct values in code order.
-pub(crate) fn encode_first_appearance<T: Hash + Eq>(values: &[T]) -> (Encoded, Vec<&T>) {
+///
+/// Large inputs are encoded in two halves on two threads, then the second half's codes are
+/// renumbered to continue the first's order of appearance.
+pub(crate) fn encode_first_appearance<T: Hash + Eq + Sync>(values: &[T]) -> (Encoded, Vec<&T>) {
+    const PARALLEL_FROM: usize = 1 << 16;
+    if values.len() < PARALLEL_FROM {
+        return encode_run(values);
+    }
+    let (head, tail) = values.split_at(values.len() / 2);
+    let ((mut first, mut distinct), (second, tail_distinct)) =
+        rayon::join(|| encode_run(head), || encode_run(tail));
+    let index: FxHashMap<&T, u32> = distinct
+        .iter()
+        .enumerate()
+        .map(|(code, &v)| (v, code as u32))
+        .collect();
+    let renumber: Vec<u32> = tail_distinct
+        .iter()
+        .zip(&second.counts)
+        .map(|(&v, &count)| {
+            let code = *index.get(v).unwrap_or(&(distinct.len() as u32));
+            if code as usize == distinct.len() {
+                distinct.push(v);
+                first.counts.push(0);
+            }
+            first.counts[code as usize] += count;
+            code
+        })
+        .collect();
+    first
+        .codes
+        .extend(second.codes.iter().map(|&c| renumber[c as usize]));
+    (first, distinct)
+}
+
+fn encode_run<T: Hash + Eq>(values: &[T]) -> (Encoded, Vec<&T>) {
     let mut index: FxHashMap<&T, u32> = FxHashMap::default();
     let mut distinct = Vec::new();
     let mut counts = Vec::new();
@@ -120,6 +156,27 @@ mod tests {
         assert_eq!(sorted.codes, vec![1, 0, 1, 2, 0]);
         assert_eq!(sorted.counts, vec![2, 2, 1]);
         assert_eq!(distinct, vec![&"a", &"b", &"c"]);
+    }
+
+    #[test]
+    fn two_thread_encoding_equals_one_pass() {
+        // Past the parallel threshold, with classes that first appear in the second half.
+        let n = 300_000u64;
+        let y: Vec<u64> = (0..n)
+            .map(|i| {
+                if i < n / 2 {
+                    (i * 7919) % 5
+                } else {
+                    (i * 104_729) % 9
+                }
+            })
+            .collect();
+        let (parallel, p_distinct) = encode_first_appearance(&y);
+        let (sequential, s_distinct) = encode_run(&y);
+        assert_eq!(parallel.codes, sequential.codes);
+        assert_eq!(parallel.counts, sequential.counts);
+        assert_eq!(p_distinct, s_distinct);
+        assert_eq!(p_distinct.len(), 9);
     }
 
     #[test]

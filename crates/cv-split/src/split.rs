@@ -84,11 +84,14 @@ pub enum LeakError {
 impl Split {
     /// Builds the folds of a k-fold repeat from each sample's local fold number, with train and
     /// test indices sorted ascending as scikit-learn returns them.
-    pub(crate) fn push_repeat(folds: &mut Vec<Fold>, fold_of_sample: &[u32], n_splits: usize) {
+    pub(crate) fn push_repeat<A>(folds: &mut Vec<Fold>, fold_of_sample: &[A], n_splits: usize)
+    where
+        A: Copy + Into<u32> + Sync,
+    {
         let n = fold_of_sample.len();
         let mut sizes = vec![0usize; n_splits];
         for &f in fold_of_sample {
-            sizes[f as usize] += 1;
+            sizes[f.into() as usize] += 1;
         }
         // Each fold is written in one branch-free pass, one fold per thread: every index is
         // stored in both lists and only the cursor of the list it belongs to moves on (a spare
@@ -103,7 +106,7 @@ impl Split {
                 let mut train = vec![0; n_train + 1];
                 let (mut t, mut r) = (0, 0);
                 for (i, &a) in fold_of_sample.iter().enumerate() {
-                    let is_test = usize::from(a as usize == f);
+                    let is_test = usize::from(a.into() as usize == f);
                     test[t] = i as SampleIndex;
                     train[r] = i as SampleIndex;
                     t += is_test;
