@@ -1,7 +1,7 @@
 //! `KFold`, `StratifiedKFold`, `LeaveOneOut` and their repeated forms.
 
 use crate::labels::{encode_first_appearance, Encoded, Label};
-use crate::split::{check_n_samples, Coverage, Fold, Split};
+use crate::split::{check_n_samples, Coverage, Fold, FoldBuffers, Split};
 use crate::{RandomState, SplitError, SplitWarning};
 
 pub(crate) fn check_n_splits(n_splits: usize) -> Result<(), SplitError> {
@@ -66,8 +66,9 @@ impl KFold {
         let mut rng = new_rng(self.seed)?;
         check_enough_samples(self.n_splits, n_samples)?;
         let mut folds = Vec::with_capacity(self.n_splits);
-        let assignment = kfold_assignment(self.n_splits, n_samples, rng.as_mut());
-        Split::push_repeat(&mut folds, &assignment, self.n_splits);
+        push_kfold_repeat(&mut folds, self.n_splits, n_samples, || {
+            kfold_assignment(self.n_splits, n_samples, rng.as_mut())
+        });
         Ok(Split {
             n_samples,
             coverage: Coverage::Partition { n_repeats: 1 },
@@ -186,6 +187,22 @@ fn encode_stratified<L: Label>(
     Ok(encoded)
 }
 
+/// Appends one k-fold repeat whose fold sizes are KFold's (true of StratifiedKFold too: its
+/// round-robin deal gives fold f the same count). The output buffers are built on a second core
+/// while `assign` draws each sample's fold.
+fn push_kfold_repeat<A>(
+    folds: &mut Vec<Fold>,
+    n_splits: usize,
+    n_samples: usize,
+    assign: impl FnOnce() -> Vec<A> + Send,
+) where
+    A: Copy + Into<u32> + Send + Sync,
+{
+    let sizes = kfold_sizes(n_samples, n_splits);
+    let (assignment, buffers) = rayon::join(assign, || FoldBuffers::new(n_samples, &sizes));
+    buffers.fill(folds, &assignment);
+}
+
 /// Appends one stratified repeat. Fold labels are bytes when they fit: the shuffles then stay in
 /// cache and the folds are built from a quarter of the memory (same draws, same result, as
 /// numpy's shuffle does not depend on the dtype).
@@ -195,10 +212,11 @@ fn push_stratified_repeat(
     encoded: &Encoded,
     rng: Option<&mut RandomState>,
 ) {
+    let n = encoded.codes.len();
     if k <= 256 {
-        Split::push_repeat(folds, &deal_fold_labels::<u8>(k, encoded, rng), k);
+        push_kfold_repeat(folds, k, n, || deal_fold_labels::<u8>(k, encoded, rng));
     } else {
-        Split::push_repeat(folds, &deal_fold_labels::<u32>(k, encoded, rng), k);
+        push_kfold_repeat(folds, k, n, || deal_fold_labels::<u32>(k, encoded, rng));
     }
 }
 
@@ -308,8 +326,9 @@ impl RepeatedKFold {
         let mut folds = Vec::with_capacity(self.n_splits * self.n_repeats);
         check_enough_samples(self.n_splits, n_samples)?;
         for _ in 0..self.n_repeats {
-            let assignment = kfold_assignment(self.n_splits, n_samples, Some(&mut rng));
-            Split::push_repeat(&mut folds, &assignment, self.n_splits);
+            push_kfold_repeat(&mut folds, self.n_splits, n_samples, || {
+                kfold_assignment(self.n_splits, n_samples, Some(&mut rng))
+            });
         }
         Ok(Split {
             n_samples,

@@ -88,40 +88,12 @@ impl Split {
     where
         A: Copy + Into<u32> + Sync,
     {
-        let n = fold_of_sample.len();
         let mut sizes = vec![0usize; n_splits];
         for &f in fold_of_sample {
             sizes[f.into() as usize] += 1;
         }
-        // Each fold is written in one branch-free pass, one fold per thread: every index is
-        // stored in both lists and only the cursor of the list it belongs to moves on (a spare
-        // slot at the end of each list takes the stores that do not count).
-        let first = folds.len();
-        let built: Vec<Fold> = sizes
-            .into_par_iter()
-            .enumerate()
-            .map(|(f, n_test)| {
-                let n_train = n - n_test;
-                let mut test = vec![0; n_test + 1];
-                let mut train = vec![0; n_train + 1];
-                let (mut t, mut r) = (0, 0);
-                for (i, &a) in fold_of_sample.iter().enumerate() {
-                    let is_test = usize::from(a.into() as usize == f);
-                    test[t] = i as SampleIndex;
-                    train[r] = i as SampleIndex;
-                    t += is_test;
-                    r += 1 - is_test;
-                }
-                test.truncate(n_test);
-                train.truncate(n_train);
-                Fold {
-                    fold: first + f,
-                    train,
-                    test,
-                }
-            })
-            .collect();
-        folds.extend(built);
+        let buffers = FoldBuffers::new(fold_of_sample.len(), &sizes);
+        buffers.fill(folds, fold_of_sample);
     }
 
     /// The test fold of every sample, one entry per repeat; `None` for shuffle-split types,
@@ -217,6 +189,68 @@ impl Split {
             }
         }
         Ok(())
+    }
+}
+
+/// The index lists of one k-fold repeat, allocated from the fold sizes before the assignment is
+/// known.
+///
+/// Writing a million samples' folds means first touching tens of megabytes of fresh memory, and
+/// the page faults cost as much as the writes. Splitters whose fold sizes are known in advance
+/// build these buffers on a second core while the first draws the shuffle ([`rayon::join`]).
+pub(crate) struct FoldBuffers {
+    n_samples: usize,
+    tests: Vec<Vec<SampleIndex>>,
+    trains: Vec<Vec<SampleIndex>>,
+}
+
+impl FoldBuffers {
+    pub(crate) fn new(n_samples: usize, test_sizes: &[usize]) -> Self {
+        // Filled with a non-zero value so the pages are really touched now (zeroed memory can
+        // come lazily from the kernel). One spare slot per list: see `fill`.
+        let touched = |len: usize| vec![SampleIndex::MAX; len + 1];
+        Self {
+            n_samples,
+            tests: test_sizes.iter().map(|&s| touched(s)).collect(),
+            trains: test_sizes.iter().map(|&s| touched(n_samples - s)).collect(),
+        }
+    }
+
+    /// Writes each fold from each sample's local fold number and appends the folds, numbered on
+    /// from those already in `folds`.
+    pub(crate) fn fill<A>(self, folds: &mut Vec<Fold>, fold_of_sample: &[A])
+    where
+        A: Copy + Into<u32> + Sync,
+    {
+        assert_eq!(fold_of_sample.len(), self.n_samples);
+        let first = folds.len();
+        // Each fold is written in one branch-free pass, one fold per thread: every index is
+        // stored in both lists and only the cursor of the list it belongs to moves on (the spare
+        // slot at the end of each list takes the stores that do not count).
+        let built: Vec<Fold> = self
+            .tests
+            .into_par_iter()
+            .zip(self.trains)
+            .enumerate()
+            .map(|(f, (mut test, mut train))| {
+                let (mut t, mut r) = (0, 0);
+                for (i, &a) in fold_of_sample.iter().enumerate() {
+                    let is_test = usize::from(a.into() as usize == f);
+                    test[t] = i as SampleIndex;
+                    train[r] = i as SampleIndex;
+                    t += is_test;
+                    r += 1 - is_test;
+                }
+                test.truncate(t);
+                train.truncate(r);
+                Fold {
+                    fold: first + f,
+                    train,
+                    test,
+                }
+            })
+            .collect();
+        folds.extend(built);
     }
 }
 
