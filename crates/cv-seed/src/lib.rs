@@ -33,9 +33,12 @@
 //! node's [`SeedNode::rng`] and upload with `Tensor::from_vec`. [`setup_seed`] seeds a CUDA
 //! device's generator as well, so that nothing on the GPU is left to a default seed either.
 
+mod draw;
+
+pub use draw::Draw;
+pub 
 use candle_core::Device;
 use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
