@@ -36,6 +36,7 @@
 mod draw;
 
 pub use draw::Draw;
+pub use rand_chacha::ChaCha8Rng;
 pub 
 use candle_core::Device;
 use rand_chacha::rand_core::SeedableRng;
