@@ -1,0 +1,1 @@
+//! Synthetic labelled image sets (being written).
