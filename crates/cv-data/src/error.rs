@@ -12,6 +12,12 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Manifest { path: PathBuf, message: String },
     #[error("cannot decode {path}: {message}")]
