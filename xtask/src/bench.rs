@@ -17,20 +17,30 @@ pub struct BenchArgs {
     /// Python with scikit-learn installed (e.g. a virtualenv's `bin/python`).
     #[arg(long, env = "FOLDWISE_PYTHON", default_value = "python3")]
     python: PathBuf,
-    /// Rounds; each round runs Rust then Python, each timing every case 3 times.
+    /// Rounds; each round runs Rust then Python.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Data: decode threads for cv-data and DataLoader workers for torchvision.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Data: images timed per run (after one warm-up batch).
+    #[arg(long, default_value_t = 1024)]
+    images: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Target {
     /// StratifiedKFold / KFold on 1,000,000 labels, all folds materialised.
     Split,
+    /// The training input pipeline (256² JPEG → RandomResizedCrop 224 + flip + normalise)
+    /// against torchvision's DataLoader with as many workers as we use threads.
+    Data,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.target {
         Target::Split => bench_split(&args),
+        Target::Data => bench_data(&args),
     }
 }
 
@@ -133,6 +143,92 @@ fn bench_split(args: &BenchArgs) -> Result<()> {
     println!(
         "\nmedians over {} rounds × 3 runs each; folds checked identical",
         args.rounds
+    );
+    Ok(())
+}
+
+/// A JSON line's `images_per_s`.
+fn images_per_s(mut command: Command) -> Result<f64> {
+    let printed = format!("{command:?}");
+    let out = command
+        .output()
+        .with_context(|| format!("cannot run {printed}"))?;
+    if !out.status.success() {
+        bail!(
+            "{printed} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let line = text.lines().last().context("no output")?;
+    let v: serde_json::Value =
+        serde_json::from_str(line).with_context(|| format!("bad line from {printed}: {line}"))?;
+    v["images_per_s"].as_f64().context("no images_per_s")
+}
+
+fn bench_data(args: &BenchArgs) -> Result<()> {
+    let root = workspace_root();
+    let data_dir = root.join("target/bench-data/synth-2048-256-jpeg");
+    let manifest = data_dir.join("manifest.csv");
+    if !manifest.exists() {
+        eprintln!(
+            "writing 2,048 synthetic 256×256 JPEGs to {}…",
+            data_dir.display()
+        );
+        let spec = cv_data::synth::SynthSpec {
+            n_images: 2048,
+            n_classes: 5,
+            imbalance: 5.0,
+            size: 256,
+            format: cv_data::synth::SynthFormat::Jpeg { quality: 90 },
+            seed: 0,
+        };
+        cv_data::synth::generate(&spec, &data_dir, true)
+            .with_context(|| format!("cannot write {}", data_dir.display()))?;
+    }
+    eprintln!("building the timing example (release)…");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "cv-data",
+            "--example",
+            "loader_timing",
+        ])
+        .status()?;
+    ensure!(status.success(), "cargo build failed");
+    let rust_bin = root.join("target/release/examples/loader_timing");
+    let script = root.join("crates/cv-data/benches/torchvision_loader.py");
+    let (workers, images) = (args.workers.to_string(), args.images.to_string());
+    let mut rust = Vec::new();
+    let mut python = Vec::new();
+    for round in 1..=args.rounds {
+        eprintln!("round {round}/{}", args.rounds);
+        let mut cmd = Command::new(&rust_bin);
+        cmd.arg(&manifest).arg(&workers).arg(&images);
+        rust.push(images_per_s(cmd)?);
+        let mut cmd = Command::new(&args.python);
+        cmd.arg(&script)
+            .args(["--manifest"])
+            .arg(&manifest)
+            .args(["--workers", &workers, "--images", &images, "--threads", "1"])
+            .env("CUDA_VISIBLE_DEVICES", "");
+        python.push(images_per_s(cmd)?);
+    }
+    let (r, p) = (median(&mut rust), median(&mut python));
+    println!(
+        "| input pipeline, {} workers/threads | images/s |",
+        args.workers
+    );
+    println!("| --- | --- |");
+    println!("| torchvision DataLoader (PIL) | {p:.0} |");
+    println!("| cv-data Loader | {r:.0} |");
+    println!("| ratio (cv-data / torchvision) | {:.2}× |", r / p);
+    println!(
+        "\nmedians over {} rounds of {} images each (256² JPEG → RandomResizedCrop 224 + flip + normalise, batch 32)",
+        args.rounds, args.images
     );
     Ok(())
 }

@@ -1,7 +1,8 @@
-//! `cargo xtask …`: the project's own tasks (benchmarks now; `train` and `ensemble` once the
-//! training pipeline lands).
+//! `cargo xtask …`: the project's own tasks (benchmarks and synthetic data sets now; `train` and
+//! `ensemble` once the training pipeline lands).
 
 mod bench;
+mod synth;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -19,6 +20,9 @@ enum Task {
     Train,
     /// Side-by-side benchmarks against the Python reference, measured in the same run.
     Bench(bench::BenchArgs),
+    /// Write a synthetic labelled image set (learnable shapes, imbalanced classes) for scale
+    /// tests and loader benchmarks.
+    Synth(synth::SynthArgs),
 }
 
 fn main() -> Result<()> {
@@ -29,5 +33,6 @@ fn main() -> Result<()> {
              `cargo run -p cv-cli -- split --help`"
         ),
         Task::Bench(args) => bench::run(args),
+        Task::Synth(args) => synth::run(args),
     }
 }

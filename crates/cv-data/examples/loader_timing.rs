@@ -11,7 +11,9 @@ use cv_data::{Dataset, Loader, LoaderConfig, ManifestColumns, Pipeline, Sampling
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let manifest = args.next().ok_or("usage: loader_timing MANIFEST THREADS IMAGES")?;
+    let manifest = args
+        .next()
+        .ok_or("usage: loader_timing MANIFEST THREADS IMAGES")?;
     let threads: usize = args.next().unwrap_or_else(|| "2".into()).parse()?;
     let images: usize = args.next().unwrap_or_else(|| "2048".into()).parse()?;
 

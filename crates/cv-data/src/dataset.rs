@@ -215,7 +215,10 @@ impl Dataset {
             let record = match record {
                 Ok(record) => record,
                 Err(e) => {
-                    problems.push(Problem::new(at(None), ProblemKind::MalformedRow(e.to_string())));
+                    problems.push(Problem::new(
+                        at(None),
+                        ProblemKind::MalformedRow(e.to_string()),
+                    ));
                     continue;
                 }
             };

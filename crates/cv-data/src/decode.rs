@@ -28,7 +28,9 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, channels: usize) -> Result<Image,
         message,
     };
     if !(channels == 1 || channels == 3) {
-        return Err(fail(format!("{channels} channels asked for; 1 or 3 are supported")));
+        return Err(fail(format!(
+            "{channels} channels asked for; 1 or 3 are supported"
+        )));
     }
     if bytes.is_empty() {
         return Err(fail("the file is empty (0 bytes)".into()));
@@ -51,6 +53,8 @@ fn to_image(decoded: &DynamicImage, channels: usize) -> Image {
     let area = width * height;
     let mut data = vec![0f32; channels * area];
     // 16-bit sources keep their precision; everything else goes through 8 bits, as PIL reads it.
+    // Samples are divided by the maximum, as torchvision's `to_tensor` does (`x / 255`), not
+    // multiplied by its reciprocal, which can differ in the last bit.
     let sixteen = matches!(
         decoded,
         DynamicImage::ImageLuma16(_)
@@ -67,35 +71,43 @@ fn to_image(decoded: &DynamicImage, channels: usize) -> Image {
     );
     if is_gray {
         let gray: Vec<f32> = if sixteen {
-            let scale = 1.0 / 65535.0;
-            decoded.to_luma16().into_raw().into_iter().map(|v| f32::from(v) * scale).collect()
+            decoded
+                .to_luma16()
+                .into_raw()
+                .into_iter()
+                .map(|v| f32::from(v) / 65535.0)
+                .collect()
         } else {
-            let scale = 1.0 / 255.0;
-            decoded.to_luma8().into_raw().into_iter().map(|v| f32::from(v) * scale).collect()
+            decoded
+                .to_luma8()
+                .into_raw()
+                .into_iter()
+                .map(|v| f32::from(v) / 255.0)
+                .collect()
         };
         for c in 0..channels {
             data[c * area..(c + 1) * area].copy_from_slice(&gray);
         }
         return Image::new(channels, height, width, data);
     }
-    let (rgb, scale): (Vec<f32>, f32) = if sixteen {
+    let (rgb, max): (Vec<f32>, f32) = if sixteen {
         let raw = decoded.to_rgb16().into_raw();
-        (raw.into_iter().map(f32::from).collect(), 1.0 / 65535.0)
+        (raw.into_iter().map(f32::from).collect(), 65535.0)
     } else {
         let raw = decoded.to_rgb8().into_raw();
-        (raw.into_iter().map(f32::from).collect(), 1.0 / 255.0)
+        (raw.into_iter().map(f32::from).collect(), 255.0)
     };
     if channels == 3 {
         let (r, rest) = data.split_at_mut(area);
         let (g, b) = rest.split_at_mut(area);
         for (i, px) in rgb.chunks_exact(3).enumerate() {
-            r[i] = px[0] * scale;
-            g[i] = px[1] * scale;
-            b[i] = px[2] * scale;
+            r[i] = px[0] / max;
+            g[i] = px[1] / max;
+            b[i] = px[2] / max;
         }
     } else {
         for (out, px) in data.iter_mut().zip(rgb.chunks_exact(3)) {
-            *out = (0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2]) * scale;
+            *out = (0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2]) / max;
         }
     }
     Image::new(channels, height, width, data)
@@ -114,7 +126,9 @@ mod tests {
 
     fn rgb_2x2() -> DynamicImage {
         let px = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]];
-        DynamicImage::ImageRgb8(ImageBuffer::from_fn(2, 2, |x, y| Rgb(px[(y * 2 + x) as usize])))
+        DynamicImage::ImageRgb8(ImageBuffer::from_fn(2, 2, |x, y| {
+            Rgb(px[(y * 2 + x) as usize])
+        }))
     }
 
     #[test]
@@ -126,7 +140,11 @@ mod tests {
             image::ImageFormat::WebP,
         ] {
             let img = decode_bytes(&encode(rgb_2x2(), format), Path::new("x"), 3).unwrap();
-            assert_eq!((img.channels, img.height, img.width), (3, 2, 2), "{format:?}");
+            assert_eq!(
+                (img.channels, img.height, img.width),
+                (3, 2, 2),
+                "{format:?}"
+            );
             assert_eq!(img.plane(0), &[1.0, 0.0, 0.0, 1.0], "{format:?}");
             assert_eq!(img.plane(1), &[0.0, 1.0, 0.0, 1.0], "{format:?}");
             assert_eq!(img.plane(2), &[0.0, 0.0, 1.0, 1.0], "{format:?}");
@@ -151,8 +169,13 @@ mod tests {
         assert_eq!(img.data, vec![1.0, 0.0, 0.0]);
         let gray = DynamicImage::ImageLuma8(ImageBuffer::from_pixel(1, 1, Luma([51])));
         let img = decode_bytes(&encode(gray, image::ImageFormat::Png), Path::new("x"), 3).unwrap();
-        assert_eq!(img.data, vec![0.2, 0.2, 0.2]);
-        let img = decode_bytes(&encode(rgb_2x2(), image::ImageFormat::Png), Path::new("x"), 1).unwrap();
+        assert_eq!(img.data, vec![51.0 / 255.0; 3]);
+        let img = decode_bytes(
+            &encode(rgb_2x2(), image::ImageFormat::Png),
+            Path::new("x"),
+            1,
+        )
+        .unwrap();
         assert!((img.data[0] - 0.299).abs() < 1e-6);
         assert!((img.data[3] - 1.0).abs() < 1e-6);
     }
@@ -169,7 +192,11 @@ mod tests {
     fn exif_orientation_is_applied() {
         // A 2×1 JPEG whose EXIF says "rotate 90° clockwise" must come out 1×2.
         let wide = DynamicImage::ImageRgb8(ImageBuffer::from_fn(16, 8, |x, _| {
-            if x < 8 { Rgb([255, 255, 255]) } else { Rgb([0, 0, 0]) }
+            if x < 8 {
+                Rgb([255, 255, 255])
+            } else {
+                Rgb([0, 0, 0])
+            }
         }));
         let jpeg = encode(wide, image::ImageFormat::Jpeg);
         let with_exif = insert_exif_orientation(&jpeg, 6);
@@ -203,7 +230,10 @@ mod tests {
     #[test]
     fn bad_bytes_are_named_errors() {
         let err = decode_bytes(&[], Path::new("a.png"), 3).unwrap_err();
-        assert_eq!(err.to_string(), "cannot decode a.png: the file is empty (0 bytes)");
+        assert_eq!(
+            err.to_string(),
+            "cannot decode a.png: the file is empty (0 bytes)"
+        );
         let err = decode_bytes(b"not an image at all", Path::new("b.jpg"), 3).unwrap_err();
         assert!(err.to_string().starts_with("cannot decode b.jpg"), "{err}");
         let mut truncated = encode(rgb_2x2(), image::ImageFormat::Png);

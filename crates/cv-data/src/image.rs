@@ -29,7 +29,12 @@ impl Image {
     }
 
     pub fn zeros(channels: usize, height: usize, width: usize) -> Self {
-        Self::new(channels, height, width, vec![0.0; channels * height * width])
+        Self::new(
+            channels,
+            height,
+            width,
+            vec![0.0; channels * height * width],
+        )
     }
 
     /// The sample at channel `c`, row `y`, column `x`.

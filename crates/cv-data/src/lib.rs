@@ -11,9 +11,9 @@ pub mod synth;
 pub mod transform;
 
 pub use crate::image::Image;
+pub use cache::ImageCache;
 pub use check::{check, CheckReport, Problem};
 pub use dataset::{ClassMap, Dataset, ManifestColumns, Origin, Sample, IMAGE_EXTENSIONS};
-pub use cache::ImageCache;
 pub use error::DataError;
 pub use loader::{Batch, Batches, Loader, LoaderConfig, Sampling};
-pub use transform::{Pipeline, Transform};
+pub use transform::{Pipeline, Transform, Transforms};

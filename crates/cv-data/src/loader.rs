@@ -166,10 +166,11 @@ impl Shared {
 
 /// Batches of one subset of a data set (a fold's training or validation samples).
 ///
-/// ```no_run
+/// ```
 /// use std::sync::Arc;
 /// use cv_data::{Dataset, LoaderConfig, Loader, ManifestColumns, Pipeline};
-/// let data = Dataset::from_manifest("data/digits/manifest.csv".as_ref(), &ManifestColumns::default(), None)?;
+/// // The embedded digits (doc tests run in the crate's folder).
+/// let data = Dataset::from_manifest("../../data/digits/manifest.csv".as_ref(), &ManifestColumns::default(), None)?;
 /// let indices: Vec<usize> = (0..data.len()).collect();
 /// let config = LoaderConfig { channels: 1, ..LoaderConfig::default() };
 /// let loader = Loader::new(Arc::new(data), indices, &Pipeline::default(), cv_seed::SeedTree::new(0), 0, config, candle_core::Device::Cpu)?;
@@ -212,7 +213,9 @@ impl Loader {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .build()
-                    .map_err(|e| DataError::Invalid(format!("cannot start {threads} threads: {e}")))?,
+                    .map_err(|e| {
+                        DataError::Invalid(format!("cannot start {threads} threads: {e}"))
+                    })?,
             ),
             None => None,
         };

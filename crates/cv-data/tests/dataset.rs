@@ -18,9 +18,13 @@ fn digits_manifest() -> PathBuf {
 
 #[test]
 fn shipped_digits_load_and_check_clean() {
-    let data = Dataset::from_manifest(&digits_manifest(), &ManifestColumns::default(), None).unwrap();
+    let data =
+        Dataset::from_manifest(&digits_manifest(), &ManifestColumns::default(), None).unwrap();
     assert_eq!(data.len(), 1797);
-    assert_eq!(data.classes.names(), ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    assert_eq!(
+        data.classes.names(),
+        ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+    );
     assert_eq!(
         data.class_counts(),
         [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
@@ -33,11 +37,17 @@ fn shipped_digits_load_and_check_clean() {
     let folder = Dataset::from_image_folder(digits_manifest().parent().unwrap()).unwrap();
     assert_eq!(folder.len(), 1797);
     assert_eq!(folder.classes, data.classes);
-    let mut by_path: Vec<(PathBuf, usize)> =
-        data.samples.iter().map(|s| (s.path.clone(), s.label)).collect();
+    let mut by_path: Vec<(PathBuf, usize)> = data
+        .samples
+        .iter()
+        .map(|s| (s.path.clone(), s.label))
+        .collect();
     by_path.sort();
-    let folder_pairs: Vec<(PathBuf, usize)> =
-        folder.samples.iter().map(|s| (s.path.clone(), s.label)).collect();
+    let folder_pairs: Vec<(PathBuf, usize)> = folder
+        .samples
+        .iter()
+        .map(|s| (s.path.clone(), s.label))
+        .collect();
     assert_eq!(by_path, folder_pairs);
 }
 
@@ -86,15 +96,30 @@ fn check_reports_every_problem_with_file_and_row() {
     let text = report.to_string();
     let m = manifest.display().to_string();
     for expected in [
-        format!("{m}:7 ({}): duplicate path (first listed on line 2)", root.join("ok1.png").display()),
+        format!(
+            "{m}:7 ({}): duplicate path (first listed on line 2)",
+            root.join("ok1.png").display()
+        ),
         format!("{m}:8 ({}): empty label", root.join("ok2.png").display()),
-        format!("{m}:4 ({}): file not found", root.join("missing.png").display()),
-        format!("{m}:5 ({}): empty file (0 bytes)", root.join("empty.png").display()),
-        format!("{m}:6 ({}): cannot decode the image", root.join("corrupt.jpg").display()),
+        format!(
+            "{m}:4 ({}): file not found",
+            root.join("missing.png").display()
+        ),
+        format!(
+            "{m}:5 ({}): empty file (0 bytes)",
+            root.join("empty.png").display()
+        ),
+        format!(
+            "{m}:6 ({}): cannot decode the image",
+            root.join("corrupt.jpg").display()
+        ),
         "class \"cat\": only 1 usable image, fewer than the 3 the requested folds need".to_string(),
         "class \"dog\": only 1 usable image".to_string(),
     ] {
-        assert!(text.contains(&expected), "report lacks {expected:?}:\n{text}");
+        assert!(
+            text.contains(&expected),
+            "report lacks {expected:?}:\n{text}"
+        );
     }
     assert_eq!(report.problems.len(), 7, "{text}");
 }
@@ -117,9 +142,15 @@ fn unknown_labels_against_a_known_class_list() {
     let report = check(&data, 0);
     assert_eq!(report.problems.len(), 1);
     assert!(report.to_string().contains(":3 ("), "{report}");
-    assert!(report.to_string().contains("unknown label \"horse\""), "{report}");
+    assert!(
+        report.to_string().contains("unknown label \"horse\""),
+        "{report}"
+    );
     // A wrong column name is an error naming the column and the file.
     let err = Dataset::from_manifest(&manifest, &ManifestColumns::default(), None).unwrap_err();
-    assert!(err.to_string().contains("no column named \"path\""), "{err}");
+    assert!(
+        err.to_string().contains("no column named \"path\""),
+        "{err}"
+    );
     assert!(err.to_string().contains("test.csv"), "{err}");
 }

@@ -14,9 +14,14 @@ use image::{DynamicImage, ImageBuffer, Rgb};
 fn dataset(dir: &Path, n: usize, size: u32) -> Arc<Dataset> {
     let mut manifest = String::from("path,label\n");
     for i in 0..n {
-        let img = DynamicImage::ImageRgb8(ImageBuffer::from_fn(size, size + (i % 3) as u32, |x, y| {
-            Rgb([(x * 17 + i as u32 * 5) as u8, (y * 29) as u8, ((x ^ y) * 7 + i as u32) as u8])
-        }));
+        let img =
+            DynamicImage::ImageRgb8(ImageBuffer::from_fn(size, size + (i % 3) as u32, |x, y| {
+                Rgb([
+                    (x * 17 + i as u32 * 5) as u8,
+                    (y * 29) as u8,
+                    ((x ^ y) * 7 + i as u32) as u8,
+                ])
+            }));
         let name = format!("{i:03}.png");
         img.save(dir.join(&name)).unwrap();
         let label = if i % 4 == 3 { "rare" } else { "common" };
@@ -53,20 +58,30 @@ fn config(batch_size: usize, threads: usize, prefetch: bool) -> LoaderConfig {
     }
 }
 
-/// Every sample's augmented bytes and label in epoch `epoch`, keyed by data set index.
-fn epoch_bytes(loader: &Loader, epoch: usize) -> (Vec<usize>, HashMap<usize, (Vec<f32>, u32)>) {
+/// The order an epoch served, and each sample's augmented values and label by data set index.
+type Served = (Vec<usize>, HashMap<usize, (Vec<f32>, u32)>);
+
+fn epoch_bytes(loader: &Loader, epoch: usize) -> Served {
     let mut order = Vec::new();
     let mut samples = HashMap::new();
     for batch in loader.epoch(epoch) {
         let batch = batch.unwrap();
         let (n, c, h, w) = batch.images.dims4().unwrap();
         assert_eq!((c, h, w), (3, 8, 8));
-        let images = batch.images.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let images = batch
+            .images
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let labels = batch.labels.to_vec1::<u32>().unwrap();
         assert_eq!(labels.len(), n);
         for (row, &index) in batch.indices.iter().enumerate() {
             let size = c * h * w;
-            samples.insert(index, (images[row * size..(row + 1) * size].to_vec(), labels[row]));
+            samples.insert(
+                index,
+                (images[row * size..(row + 1) * size].to_vec(), labels[row]),
+            );
             order.push(index);
         }
     }
@@ -93,7 +108,12 @@ fn augmentation_depends_on_the_seed_alone() {
     let data = dataset(dir.path(), 23, 12);
     let reference = epoch_bytes(&loader(&data, 0, 7, config(4, 2, true)), 1);
     // Same seed: same order and bytes, whatever the threads, batch size or prefetching.
-    for other in [config(4, 2, true), config(4, 1, false), config(5, 2, false), config(23, 1, true)] {
+    for other in [
+        config(4, 2, true),
+        config(4, 1, false),
+        config(5, 2, false),
+        config(23, 1, true),
+    ] {
         let (order, samples) = epoch_bytes(&loader(&data, 0, 7, other.clone()), 1);
         assert_eq!(order, reference.0, "{other:?}");
         assert_eq!(samples, reference.1, "{other:?}");
@@ -117,21 +137,44 @@ fn cache_serves_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path(), 10, 12);
     let plain = epoch_bytes(&loader(&data, 0, 3, config(3, 2, true)), 0);
-    let cached = loader(&data, 0, 3, LoaderConfig { cache_bytes: 1 << 20, ..config(3, 2, true) });
+    let cached = loader(
+        &data,
+        0,
+        3,
+        LoaderConfig {
+            cache_bytes: 1 << 20,
+            ..config(3, 2, true)
+        },
+    );
     assert_eq!(epoch_bytes(&cached, 0), plain);
-    assert_eq!(epoch_bytes(&cached, 0), plain, "a second epoch from the cache");
+    assert_eq!(
+        epoch_bytes(&cached, 0),
+        plain,
+        "a second epoch from the cache"
+    );
 }
 
 #[test]
 fn batches_orders_and_sampling() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path(), 10, 12);
-    let sequential = LoaderConfig { sampling: Sampling::Sequential, ..config(4, 1, false) };
+    let sequential = LoaderConfig {
+        sampling: Sampling::Sequential,
+        ..config(4, 1, false)
+    };
     let l = loader(&data, 0, 0, sequential.clone());
     assert_eq!(l.order(0), (0..10).collect::<Vec<_>>());
     let sizes: Vec<usize> = l.epoch(0).map(|b| b.unwrap().indices.len()).collect();
     assert_eq!(sizes, [4, 4, 2]);
-    let l = loader(&data, 0, 0, LoaderConfig { drop_last: true, ..sequential });
+    let l = loader(
+        &data,
+        0,
+        0,
+        LoaderConfig {
+            drop_last: true,
+            ..sequential
+        },
+    );
     assert_eq!(l.batches_per_epoch(), 2);
     assert_eq!(l.epoch(0).count(), 2);
 
@@ -148,18 +191,27 @@ fn class_balanced_sampling_evens_out_classes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path(), 40, 8); // 30 common, 10 rare
     let rare = data.classes.index_of("rare").unwrap();
-    let balanced = LoaderConfig { sampling: Sampling::ClassBalanced, ..config(8, 1, false) };
+    let balanced = LoaderConfig {
+        sampling: Sampling::ClassBalanced,
+        ..config(8, 1, false)
+    };
     let l = loader(&data, 0, 0, balanced);
     let mut rare_draws = 0;
     let mut draws = 0;
     for epoch in 0..50 {
         let order = l.order(epoch);
         assert_eq!(order.len(), 40);
-        rare_draws += order.iter().filter(|&&i| data.samples[i].label == rare).count();
+        rare_draws += order
+            .iter()
+            .filter(|&&i| data.samples[i].label == rare)
+            .count();
         draws += order.len();
     }
     let share = rare_draws as f64 / draws as f64;
-    assert!((0.45..0.55).contains(&share), "rare share {share} (25% without balancing)");
+    assert!(
+        (0.45..0.55).contains(&share),
+        "rare share {share} (25% without balancing)"
+    );
 }
 
 #[test]
@@ -172,10 +224,16 @@ fn mixed_sizes_without_a_resize_are_a_named_error() {
         &Pipeline::default(),
         SeedTree::new(0),
         0,
-        LoaderConfig { sampling: Sampling::Sequential, ..config(3, 1, true) },
+        LoaderConfig {
+            sampling: Sampling::Sequential,
+            ..config(3, 1, true)
+        },
         Device::Cpu,
     )
     .unwrap();
     let err = l.epoch(0).next().unwrap().unwrap_err().to_string();
-    assert!(err.contains("differ in size") && err.contains("001.png"), "{err}");
+    assert!(
+        err.contains("differ in size") && err.contains("001.png"),
+        "{err}"
+    );
 }

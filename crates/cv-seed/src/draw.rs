@@ -75,7 +75,10 @@ mod tests {
         // first two u64 outputs are 11970644190333541611 and 16699699968113278191.
         let mut rng = SeedTree::new(42).child("init").rng();
         let u = rng.uniform();
-        assert_eq!(u, (11_970_644_190_333_541_611u64 >> 11) as f64 / (1u64 << 53) as f64);
+        assert_eq!(
+            u,
+            (11_970_644_190_333_541_611u64 >> 11) as f64 / (1u64 << 53) as f64
+        );
         let below = rng.below(1000);
         assert_eq!(
             below,

@@ -35,11 +35,10 @@
 
 mod draw;
 
+pub use candle_core::Device;
 pub use draw::Draw;
-pub use rand_chacha::ChaCha8Rng;
-pub 
-use candle_core::Device;
 use rand_chacha::rand_core::SeedableRng;
+pub use rand_chacha::ChaCha8Rng;
 
 const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
