@@ -51,9 +51,8 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs a timing program that prints `{"case", "seconds", "checksum"}` lines; returns, per case,
-/// every timing and the checksum.
-fn timings(mut command: Command) -> Result<BTreeMap<String, (Vec<f64>, String)>> {
+/// Runs a command to completion; returns how it reads in messages and its standard output.
+fn run_for_stdout(mut command: Command) -> Result<(String, String)> {
     let printed = format!("{command:?}");
     let out = command
         .output()
@@ -64,8 +63,15 @@ fn timings(mut command: Command) -> Result<BTreeMap<String, (Vec<f64>, String)>>
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    Ok((printed, String::from_utf8(out.stdout)?))
+}
+
+/// Runs a timing program that prints `{"case", "seconds", "checksum"}` lines; returns, per case,
+/// every timing and the checksum.
+fn timings(command: Command) -> Result<BTreeMap<String, (Vec<f64>, String)>> {
+    let (printed, stdout) = run_for_stdout(command)?;
     let mut cases = BTreeMap::new();
-    for line in String::from_utf8(out.stdout)?.lines() {
+    for line in stdout.lines() {
         let v: serde_json::Value = serde_json::from_str(line)
             .with_context(|| format!("bad line from {printed}: {line}"))?;
         let case = v["case"].as_str().context("no case")?.to_owned();
@@ -81,6 +87,20 @@ fn timings(mut command: Command) -> Result<BTreeMap<String, (Vec<f64>, String)>>
     Ok(cases)
 }
 
+/// Builds `package`'s example `name` in release mode; returns the binary.
+fn build_example(root: &Path, package: &str, name: &str) -> Result<PathBuf> {
+    eprintln!("building {package}'s example {name} (release)…");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["build", "--release", "-p", package, "--example", name])
+        .status()?;
+    ensure!(
+        status.success(),
+        "cargo build of {package}'s example {name} failed"
+    );
+    Ok(root.join("target/release/examples").join(name))
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -88,20 +108,7 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn bench_split(args: &BenchArgs) -> Result<()> {
     let root = workspace_root();
-    eprintln!("building the timing example (release)…");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "cv-split",
-            "--example",
-            "split_timing",
-        ])
-        .status()?;
-    ensure!(status.success(), "cargo build failed");
-    let rust_bin = root.join("target/release/examples/split_timing");
+    let rust_bin = build_example(&root, "cv-split", "split_timing")?;
     let script = root.join("crates/cv-split/benches/sklearn_split.py");
 
     let mut rust: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -148,19 +155,9 @@ fn bench_split(args: &BenchArgs) -> Result<()> {
 }
 
 /// A JSON line's `images_per_s`.
-fn images_per_s(mut command: Command) -> Result<f64> {
-    let printed = format!("{command:?}");
-    let out = command
-        .output()
-        .with_context(|| format!("cannot run {printed}"))?;
-    if !out.status.success() {
-        bail!(
-            "{printed} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8(out.stdout)?;
-    let line = text.lines().last().context("no output")?;
+fn images_per_s(command: Command) -> Result<f64> {
+    let (printed, stdout) = run_for_stdout(command)?;
+    let line = stdout.lines().last().context("no output")?;
     let v: serde_json::Value =
         serde_json::from_str(line).with_context(|| format!("bad line from {printed}: {line}"))?;
     v["images_per_s"].as_f64().context("no images_per_s")
@@ -186,20 +183,7 @@ fn bench_data(args: &BenchArgs) -> Result<()> {
         cv_data::synth::generate(&spec, &data_dir, true)
             .with_context(|| format!("cannot write {}", data_dir.display()))?;
     }
-    eprintln!("building the timing example (release)…");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "cv-data",
-            "--example",
-            "loader_timing",
-        ])
-        .status()?;
-    ensure!(status.success(), "cargo build failed");
-    let rust_bin = root.join("target/release/examples/loader_timing");
+    let rust_bin = build_example(&root, "cv-data", "loader_timing")?;
     let script = root.join("crates/cv-data/benches/torchvision_loader.py");
     let (workers, images) = (args.workers.to_string(), args.images.to_string());
     let mut rust = Vec::new();

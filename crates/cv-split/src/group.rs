@@ -1,6 +1,6 @@
 //! `GroupKFold` and `StratifiedGroupKFold`: no group is split between train and test.
 
-use crate::kfold::{check_class_counts, check_enough_samples, check_n_splits};
+use crate::kfold::{check_class_counts, check_enough_samples, kfold_constructors};
 use crate::labels::{encode_sorted, Label};
 use crate::split::{Coverage, Split};
 use crate::{RandomState, SplitError};
@@ -51,21 +51,9 @@ pub struct GroupKFold {
     seed: Option<u64>,
 }
 
+kfold_constructors!(GroupKFold);
+
 impl GroupKFold {
-    pub fn new(n_splits: usize) -> Result<Self, SplitError> {
-        check_n_splits(n_splits)?;
-        Ok(Self {
-            n_splits,
-            seed: None,
-        })
-    }
-
-    /// `shuffle=True, random_state=seed`.
-    pub fn shuffle(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
     pub fn split<G: Label>(&self, groups: &[G]) -> Result<Split, SplitError> {
         let k = self.n_splits;
         check_enough_samples(k, groups.len())?;
@@ -117,21 +105,9 @@ pub struct StratifiedGroupKFold {
     seed: Option<u64>,
 }
 
+kfold_constructors!(StratifiedGroupKFold);
+
 impl StratifiedGroupKFold {
-    pub fn new(n_splits: usize) -> Result<Self, SplitError> {
-        check_n_splits(n_splits)?;
-        Ok(Self {
-            n_splits,
-            seed: None,
-        })
-    }
-
-    /// `shuffle=True, random_state=seed`.
-    pub fn shuffle(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
     pub fn split<L: Label, G: Label>(&self, y: &[L], groups: &[G]) -> Result<Split, SplitError> {
         let k = self.n_splits;
         check_lengths(y.len(), groups.len())?;

@@ -4,6 +4,31 @@ use crate::labels::{encode_first_appearance, Encoded, Label};
 use crate::split::{check_n_samples, Coverage, Fold, FoldBuffers, Split};
 use crate::{RandomState, SplitError, SplitWarning};
 
+/// `new(n_splits)` (refusing `n_splits < 2`, scikit-learn's `shuffle=False`) and
+/// `shuffle(seed)` (`shuffle=True, random_state=seed`) for the k-fold splitters, which all hold
+/// `n_splits` and an optional seed.
+macro_rules! kfold_constructors {
+    ($name:ident) => {
+        impl $name {
+            /// Without shuffling; refuses `n_splits < 2` with scikit-learn's message.
+            pub fn new(n_splits: usize) -> Result<Self, SplitError> {
+                $crate::kfold::check_n_splits(n_splits)?;
+                Ok(Self {
+                    n_splits,
+                    seed: None,
+                })
+            }
+
+            /// `shuffle=True, random_state=seed`.
+            pub fn shuffle(mut self, seed: u64) -> Self {
+                self.seed = Some(seed);
+                self
+            }
+        }
+    };
+}
+pub(crate) use kfold_constructors;
+
 pub(crate) fn check_n_splits(n_splits: usize) -> Result<(), SplitError> {
     if n_splits <= 1 {
         return Err(SplitError::TooFewFolds(n_splits));
@@ -46,22 +71,9 @@ pub struct KFold {
     seed: Option<u64>,
 }
 
+kfold_constructors!(KFold);
+
 impl KFold {
-    /// `KFold(n_splits)` without shuffling; refuses `n_splits < 2`.
-    pub fn new(n_splits: usize) -> Result<Self, SplitError> {
-        check_n_splits(n_splits)?;
-        Ok(Self {
-            n_splits,
-            seed: None,
-        })
-    }
-
-    /// `shuffle=True, random_state=seed`.
-    pub fn shuffle(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
     pub fn split(&self, n_samples: usize) -> Result<Split, SplitError> {
         let mut rng = new_rng(self.seed)?;
         check_enough_samples(self.n_splits, n_samples)?;
@@ -122,22 +134,9 @@ pub struct StratifiedKFold {
     seed: Option<u64>,
 }
 
+kfold_constructors!(StratifiedKFold);
+
 impl StratifiedKFold {
-    /// `StratifiedKFold(n_splits)` without shuffling; refuses `n_splits < 2`.
-    pub fn new(n_splits: usize) -> Result<Self, SplitError> {
-        check_n_splits(n_splits)?;
-        Ok(Self {
-            n_splits,
-            seed: None,
-        })
-    }
-
-    /// `shuffle=True, random_state=seed`.
-    pub fn shuffle(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
     pub fn split<L: Label>(&self, y: &[L]) -> Result<Split, SplitError> {
         let mut rng = new_rng(self.seed)?;
         let mut warnings = vec![];

@@ -177,6 +177,39 @@ impl ShuffleSplit {
     }
 }
 
+/// `new`, `test_size` and `train_size` for the splitters built on [`ShuffleSplit`]'s sizes and
+/// generator, forwarding to it.
+macro_rules! wraps_shuffle_split {
+    ($name:ident) => {
+        impl $name {
+            /// `n_splits` draws with `random_state=seed`; refuses `n_splits == 0`.
+            pub fn new(n_splits: usize, seed: u64) -> Result<Self, SplitError> {
+                Ok(Self {
+                    inner: ShuffleSplit::new(n_splits, seed)?,
+                })
+            }
+
+            pub fn test_size(self, size: Size) -> Self {
+                Self {
+                    inner: self.inner.test_size(size),
+                }
+            }
+
+            pub fn train_size(self, size: Size) -> Self {
+                Self {
+                    inner: self.inner.train_size(size),
+                }
+            }
+        }
+
+        impl From<ShuffleSplit> for $name {
+            fn from(inner: ShuffleSplit) -> Self {
+                Self { inner }
+            }
+        }
+    };
+}
+
 /// ShuffleSplit over whole groups: the sizes count groups (default `test_size=0.2`), and the
 /// sample indices come back sorted. Default in scikit-learn: 5 splits.
 ///
@@ -193,23 +226,9 @@ pub struct GroupShuffleSplit {
     inner: ShuffleSplit,
 }
 
+wraps_shuffle_split!(GroupShuffleSplit);
+
 impl GroupShuffleSplit {
-    pub fn new(n_splits: usize, seed: u64) -> Result<Self, SplitError> {
-        Ok(Self {
-            inner: ShuffleSplit::new(n_splits, seed)?,
-        })
-    }
-
-    pub fn test_size(mut self, size: Size) -> Self {
-        self.inner.test_size = Some(size);
-        self
-    }
-
-    pub fn train_size(mut self, size: Size) -> Self {
-        self.inner.train_size = Some(size);
-        self
-    }
-
     pub fn split<G: Label>(&self, groups: &[G]) -> Result<Split, SplitError> {
         check_n_samples(groups.len())?;
         let (encoded, _) = encode_sorted(groups);
@@ -263,23 +282,9 @@ pub struct StratifiedShuffleSplit {
     inner: ShuffleSplit,
 }
 
+wraps_shuffle_split!(StratifiedShuffleSplit);
+
 impl StratifiedShuffleSplit {
-    pub fn new(n_splits: usize, seed: u64) -> Result<Self, SplitError> {
-        Ok(Self {
-            inner: ShuffleSplit::new(n_splits, seed)?,
-        })
-    }
-
-    pub fn test_size(mut self, size: Size) -> Self {
-        self.inner.test_size = Some(size);
-        self
-    }
-
-    pub fn train_size(mut self, size: Size) -> Self {
-        self.inner.train_size = Some(size);
-        self
-    }
-
     pub fn split<L: Label + fmt::Display>(&self, y: &[L]) -> Result<Split, SplitError> {
         let n_samples = y.len();
         check_n_samples(n_samples)?;
@@ -384,16 +389,4 @@ fn approximate_mode(counts: &[usize], n_draws: usize, rng: &mut RandomState) -> 
         }
     }
     floored
-}
-
-impl From<ShuffleSplit> for StratifiedShuffleSplit {
-    fn from(inner: ShuffleSplit) -> Self {
-        Self { inner }
-    }
-}
-
-impl From<ShuffleSplit> for GroupShuffleSplit {
-    fn from(inner: ShuffleSplit) -> Self {
-        Self { inner }
-    }
 }
