@@ -1,4 +1,10 @@
 //! Trainable candle ResNets, the training loop and checkpoints for foldwise.
-//!
-//! Not yet built: this crate is filled by the cv-model issue. It exists now so the workspace has its
-//! final shape.
+
+pub mod checkpoint;
+pub mod device;
+pub mod metrics;
+pub mod params;
+
+pub use device::DeviceSpec;
+pub use metrics::{ConfusionMatrix, EpochMetrics};
+pub use params::{Param, ParamKind, Params};

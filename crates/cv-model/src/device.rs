@@ -1,0 +1,107 @@
+//! Choosing where a model runs: `cpu`, `cuda` or `cuda:N`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+/// A device as written in configs and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| format!("unknown device {other:?}: use cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(d: DeviceSpec) -> Self {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Why a device cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error(
+        "{0} was asked for, but this foldwise was built without CUDA; rebuild with `--features cuda` (see the README) or use --device cpu"
+    )]
+    NotBuilt(DeviceSpec),
+    #[error("cannot open {spec}: {message}")]
+    Open { spec: DeviceSpec, message: String },
+}
+
+impl DeviceSpec {
+    /// Opens the device: CPU always; CUDA when built with the `cuda` feature and a GPU answers.
+    pub fn open(self) -> Result<Device, DeviceError> {
+        match self {
+            DeviceSpec::Cpu => Ok(Device::Cpu),
+            DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => Err(DeviceError::NotBuilt(self)),
+            DeviceSpec::Cuda(n) => Device::new_cuda(n).map_err(|e| DeviceError::Open {
+                spec: self,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints() {
+        assert_eq!("cpu".parse(), Ok(DeviceSpec::Cpu));
+        assert_eq!("cuda".parse(), Ok(DeviceSpec::Cuda(0)));
+        assert_eq!("cuda:2".parse(), Ok(DeviceSpec::Cuda(2)));
+        assert!("gpu"
+            .parse::<DeviceSpec>()
+            .unwrap_err()
+            .contains("cpu, cuda or cuda:N"));
+        assert_eq!(DeviceSpec::Cuda(1).to_string(), "cuda:1");
+        assert!(matches!(DeviceSpec::Cpu.open(), Ok(Device::Cpu)));
+    }
+
+    #[test]
+    fn cuda_without_the_feature_or_a_gpu_is_a_clear_error() {
+        match DeviceSpec::Cuda(0).open() {
+            Err(DeviceError::NotBuilt(_)) => assert!(!cfg!(feature = "cuda")),
+            Err(DeviceError::Open { .. }) => {} // built with CUDA, no GPU here: skipped
+            Ok(_) => {}                         // a GPU is present
+        }
+    }
+}
