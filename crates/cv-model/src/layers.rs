@@ -1,0 +1,313 @@
+//! The trainable building blocks of a ResNet, on candle, with torchvision's semantics.
+//!
+//! Each layer creates its variables through an [`Initializer`] under torchvision's names
+//! (`{prefix}.weight`, `{prefix}.running_mean`, ...), so a model's [`crate::Params`] is its
+//! state dict.
+
+use candle_core::{Device, Module, ModuleT, Tensor, Var};
+use cv_seed::{Draw, SeedNode};
+
+use crate::error::{ModelError, Result};
+use crate::init::{Init, Initializer};
+use crate::params::ParamKind;
+
+/// PyTorch's BatchNorm defaults.
+pub const BN_EPS: f64 = 1e-5;
+/// PyTorch's BatchNorm momentum: `running = (1 - m) * running + m * batch_stat`.
+pub const BN_MOMENTUM: f64 = 0.1;
+
+/// `prefix.name`, or `name` alone at the top level.
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// A 2-D convolution without bias (ResNets follow every convolution with BatchNorm, which makes
+/// a bias redundant), square kernel, symmetric zero padding.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Var,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    /// Creates `{prefix}.weight` of shape `[out, in, k, k]`, Kaiming-normal (fan-out).
+    pub fn new(
+        init: &mut Initializer,
+        prefix: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        let weight = init.var(
+            &join(prefix, "weight"),
+            &[out_channels, in_channels, kernel, kernel],
+            Init::KaimingNormalFanOut,
+            ParamKind::Weight,
+        )?;
+        Ok(Self {
+            weight,
+            stride,
+            padding,
+        })
+    }
+
+    /// `[N, in, H, W]` → `[N, out, H', W']`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?)
+    }
+}
+
+/// 2-D BatchNorm with running statistics, PyTorch's conventions: batch statistics (biased
+/// variance) to normalise in train mode, running statistics updated with momentum 0.1 and the
+/// unbiased batch variance, eps 1e-5.
+///
+/// Built on `candle_nn::BatchNorm`, which does exactly that; its running statistics are the
+/// very `Var`s registered in [`crate::Params`] as [`ParamKind::Buffer`] (they share storage), so
+/// a train-mode forward updates what a checkpoint saves.
+#[derive(Debug, Clone)]
+pub struct BatchNorm2d {
+    name: String,
+    inner: candle_nn::BatchNorm,
+}
+
+impl BatchNorm2d {
+    /// Creates `{prefix}.{weight,bias,running_mean,running_var}` of shape `[channels]`.
+    pub fn new(init: &mut Initializer, prefix: &str, channels: usize) -> Result<Self> {
+        let shape = [channels];
+        let weight = init.var(
+            &join(prefix, "weight"),
+            &shape,
+            Init::Constant(1.0),
+            ParamKind::Norm,
+        )?;
+        let bias = init.var(
+            &join(prefix, "bias"),
+            &shape,
+            Init::Constant(0.0),
+            ParamKind::Norm,
+        )?;
+        let mean = init.var(
+            &join(prefix, "running_mean"),
+            &shape,
+            Init::Constant(0.0),
+            ParamKind::Buffer,
+        )?;
+        let var = init.var(
+            &join(prefix, "running_var"),
+            &shape,
+            Init::Constant(1.0),
+            ParamKind::Buffer,
+        )?;
+        // `Var::from_tensor` inside candle keeps a tensor that is already a variable as is, so
+        // the running statistics candle updates are these variables, not copies.
+        let inner = candle_nn::BatchNorm::new_with_momentum(
+            channels,
+            mean.as_tensor().clone(),
+            var.as_tensor().clone(),
+            weight.as_tensor().clone(),
+            bias.as_tensor().clone(),
+            BN_EPS,
+            BN_MOMENTUM,
+        )?;
+        Ok(Self {
+            name: prefix.to_owned(),
+            inner,
+        })
+    }
+
+    /// Normalises `[N, C, H, W]`; in train mode also updates the running statistics.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            let dims = x.dims();
+            let per_channel: usize = dims
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != 1)
+                .map(|(_, d)| d)
+                .product();
+            // candle would divide by n - 1 = 0 for the running variance and store inf.
+            if per_channel <= 1 {
+                return Err(ModelError::BatchNormSingleValue {
+                    name: self.name.clone(),
+                    shape: dims.to_vec(),
+                });
+            }
+        }
+        Ok(self.inner.forward_t(x, train)?)
+    }
+}
+
+/// `x` with `left` and `right` slices of `-inf` added along `dim`.
+fn pad_neg_inf(x: &Tensor, dim: usize, left: usize, right: usize) -> Result<Tensor> {
+    let mut parts = Vec::with_capacity(3);
+    let mut dims = x.dims().to_vec();
+    if left > 0 {
+        dims[dim] = left;
+        parts.push(Tensor::full(
+            f32::NEG_INFINITY,
+            dims.as_slice(),
+            x.device(),
+        )?);
+    }
+    parts.push(x.clone());
+    if right > 0 {
+        dims[dim] = right;
+        parts.push(Tensor::full(
+            f32::NEG_INFINITY,
+            dims.as_slice(),
+            x.device(),
+        )?);
+    }
+    Ok(Tensor::cat(&parts, dim)?)
+}
+
+/// Elements `offset, offset + 2, ...` (`count` of them) along `dim`: a stride-2 slice, made of
+/// `narrow` + `reshape` because candle has no strided slicing. Needs `offset + 2 * count` to fit.
+fn every_other(x: &Tensor, dim: usize, offset: usize, count: usize) -> Result<Tensor> {
+    let narrowed = x.narrow(dim, offset, 2 * count)?;
+    let mut dims = narrowed.dims().to_vec();
+    dims[dim] = count;
+    dims.insert(dim + 1, 2);
+    Ok(narrowed
+        .reshape(dims.as_slice())?
+        .narrow(dim + 1, 0, 1)?
+        .squeeze(dim + 1)?)
+}
+
+/// Max over a 3-wide, stride-2, pad-1 window along `dim` (`-inf` padding, as PyTorch).
+fn max_3_stride_2(x: &Tensor, dim: usize) -> Result<Tensor> {
+    let len = x.dim(dim)?;
+    let out = (len + 2 - 3) / 2 + 1;
+    // Padded length must reach 2 + 2 * out for the last shifted slice: 1 on the left, the rest
+    // (1 or 2) on the right; the extra column is never the centre of a window.
+    let padded = pad_neg_inf(x, dim, 1, 2 * out + 1 - len)?;
+    let a = every_other(&padded, dim, 0, out)?;
+    let b = every_other(&padded, dim, 1, out)?;
+    let c = every_other(&padded, dim, 2, out)?;
+    Ok(a.maximum(&b)?.maximum(&c)?)
+}
+
+/// torchvision's stem max-pool (`MaxPool2d(3, stride=2, padding=1)`), trainable.
+///
+/// candle's `max_pool2d` has no backward unless kernel == stride, so the window maximum is made
+/// of shifted stride-2 slices combined with `maximum`, which has one. A 3×3 maximum is the
+/// maximum over rows of the maximum over columns, so 3 + 3 slices and 4 `maximum`s give the
+/// same values as the 9 slices of the full window. Where several elements tie for the maximum,
+/// candle's `maximum` splits the gradient between them, whereas PyTorch gives it all to one;
+/// the forward values are identical.
+pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
+    if x.rank() != 4 || x.dim(2)? == 0 || x.dim(3)? == 0 {
+        return Err(candle_core::Error::Msg(format!(
+            "max-pool expects a non-empty [N, C, H, W] input, got {:?}",
+            x.dims()
+        ))
+        .into());
+    }
+    let rows = max_3_stride_2(x, 2)?;
+    max_3_stride_2(&rows, 3)
+}
+
+/// Mean over H and W: `[N, C, H, W]` → `[N, C]` (torchvision's `AdaptiveAvgPool2d(1)` +
+/// flatten; candle has no adaptive pooling).
+pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
+    Ok(x.mean((2, 3))?)
+}
+
+/// A fully connected layer with bias, `y = x W^T + b`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    inner: candle_nn::Linear,
+}
+
+impl Linear {
+    /// Creates `{prefix}.weight` `[out, in]` and `{prefix}.bias` `[out]`, both uniform
+    /// `±1/sqrt(in)` (PyTorch's `nn.Linear` default).
+    pub fn new(
+        init: &mut Initializer,
+        prefix: &str,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Self> {
+        let rule = Init::UniformFanIn {
+            fan_in: in_features,
+        };
+        let weight = init.var(
+            &join(prefix, "weight"),
+            &[out_features, in_features],
+            rule,
+            ParamKind::Weight,
+        )?;
+        let bias = init.var(
+            &join(prefix, "bias"),
+            &[out_features],
+            rule,
+            ParamKind::Bias,
+        )?;
+        Ok(Self {
+            inner: candle_nn::Linear::new(
+                weight.as_tensor().clone(),
+                Some(bias.as_tensor().clone()),
+            ),
+        })
+    }
+
+    /// `[N, in]` → `[N, out]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.inner.forward(x)?)
+    }
+}
+
+/// Inverted dropout whose mask is drawn on the host from a caller-supplied seed node, never
+/// from candle's unseedable generator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    p: f64,
+}
+
+impl Dropout {
+    /// Drops each element with probability `p`, which must be in `[0, 1)`.
+    pub fn new(p: f64) -> Result<Self> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(ModelError::BadDropout(p));
+        }
+        Ok(Self { p })
+    }
+
+    /// The drop probability.
+    pub fn p(&self) -> f64 {
+        self.p
+    }
+
+    /// The mask for `shape`: element `i` (row-major) is kept, scaled by `1 / (1 - p)`, when the
+    /// `i`-th `uniform()` of `node`'s stream is at least `p`, and zeroed otherwise.
+    pub fn mask(&self, node: &SeedNode, shape: &[usize], device: &Device) -> Result<Tensor> {
+        let count: usize = shape.iter().product();
+        let scale = (1.0 / (1.0 - self.p)) as f32;
+        let mut rng = node.rng();
+        let values: Vec<f32> = (0..count)
+            .map(|_| if rng.uniform() < self.p { 0.0 } else { scale })
+            .collect();
+        Ok(Tensor::from_vec(values, shape, device)?)
+    }
+
+    /// `x` times the mask drawn from `node` (`x` unchanged when `p == 0`).
+    pub fn forward(&self, x: &Tensor, node: &SeedNode) -> Result<Tensor> {
+        if self.p == 0.0 {
+            return Ok(x.clone());
+        }
+        let mask = self.mask(node, x.dims(), x.device())?;
+        Ok(x.mul(&mask.to_dtype(x.dtype())?)?)
+    }
+}
+
+/// ReLU (kept here so the model code reads like torchvision's).
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.relu()?)
+}
