@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use cv_model::checkpoint::{save_model, weights_hash, ModelSidecar};
 use cv_model::train::{BatchResult, Batches};
 use cv_model::{
     build, train_fold, Architecture, ModelConfig, OptimizerConfig, ScheduleConfig, SgdConfig,
@@ -129,6 +130,27 @@ fn learns_and_repeats_bit_for_bit() {
     let (again, outcome_again) = run(&config, 7, None).unwrap();
     assert_eq!(weights, again, "same seed, different weights");
     assert_eq!(outcome.history, outcome_again.history);
+    // The best weights written as model files are byte-identical too.
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<Vec<u8>> = [&outcome, &outcome_again]
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let path = dir.path().join(format!("model-{i}.safetensors"));
+            let hash = weights_hash(&o.best_weights).unwrap();
+            let sidecar = ModelSidecar {
+                architecture: serde_json::to_value(model_config()).unwrap(),
+                classes: vec!["a".into(), "b".into(), "c".into()],
+                epoch: Some(o.best_epoch),
+                metrics: BTreeMap::new(),
+                init_hash: String::new(),
+                weights_hash: hash,
+            };
+            save_model(&path, &o.best_weights, &sidecar).unwrap();
+            std::fs::read(&path).unwrap()
+        })
+        .collect();
+    assert_eq!(files[0], files[1]);
     // One thread or two: the same bits.
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
