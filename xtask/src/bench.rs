@@ -1,6 +1,8 @@
 //! `cargo xtask bench split`: cv-split against scikit-learn on the same 1,000,000 labels, the
 //! two interleaved round by round so that both see the same machine load, with a check that
-//! both produced the same folds.
+//! both produced the same folds. `bench data` and `bench model` do the same for the input
+//! pipeline (against torchvision's DataLoader) and for the ResNets' train step and forward
+//! (against PyTorch eager on the CPU).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,8 @@ pub struct BenchArgs {
     /// What to benchmark.
     #[arg(value_enum)]
     target: Target,
-    /// Python with scikit-learn installed (e.g. a virtualenv's `bin/python`).
+    /// Python with scikit-learn (split) or torch and torchvision (data, model) installed, e.g. a
+    /// virtualenv's `bin/python`.
     #[arg(long, env = "FOLDWISE_PYTHON", default_value = "python3")]
     python: PathBuf,
     /// Rounds; each round runs Rust then Python.
@@ -26,6 +29,12 @@ pub struct BenchArgs {
     /// Data: images timed per run (after one warm-up batch).
     #[arg(long, default_value_t = 1024)]
     images: usize,
+    /// Model: train steps timed per case and run (after 2 warm-up steps).
+    #[arg(long, default_value_t = 5)]
+    train_iters: usize,
+    /// Model: eval-mode forwards timed per case and run (after 2 warm-up forwards).
+    #[arg(long, default_value_t = 10)]
+    infer_iters: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -35,12 +44,17 @@ enum Target {
     /// The training input pipeline (256² JPEG → RandomResizedCrop 224 + flip + normalise)
     /// against torchvision's DataLoader with as many workers as we use threads.
     Data,
+    /// ResNet train step (forward, cross-entropy, backward, SGD momentum) and eval forward on
+    /// the CPU, resnet18 on 64² and CIFAR ResNet-20 on 32², batch 32, against PyTorch eager;
+    /// both sides on 2 threads.
+    Model,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.target {
         Target::Split => bench_split(&args),
         Target::Data => bench_data(&args),
+        Target::Model => bench_model(&args),
     }
 }
 
@@ -214,5 +228,135 @@ fn bench_data(args: &BenchArgs) -> Result<()> {
         "\nmedians over {} rounds of {} images each (256² JPEG → RandomResizedCrop 224 + flip + normalise, batch 32)",
         args.rounds, args.images
     );
+    Ok(())
+}
+
+/// Threads on both sides of `bench model`: `RAYON_NUM_THREADS` for candle (which also sizes its
+/// element-wise pool), `torch.set_num_threads` for PyTorch.
+const MODEL_THREADS: u64 = 2;
+
+/// One case of a model timing run.
+struct ModelCase {
+    images_per_s: f64,
+    parameters: u64,
+    /// Train cases of cv-model: whether a fresh build repeated the loss bit for bit, and the
+    /// loss bits.
+    determinism: Option<(bool, String)>,
+}
+
+/// Runs `examples/model_timing.rs` or `benches/torch_models.py`; returns their cases in the
+/// order printed, checking that each ran on [`MODEL_THREADS`] threads.
+fn model_timings(command: Command) -> Result<Vec<(String, ModelCase)>> {
+    let (printed, stdout) = run_for_stdout(command)?;
+    let mut cases = Vec::new();
+    for line in stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("bad line from {printed}: {line}"))?;
+        let case = v["case"].as_str().context("no case")?.to_owned();
+        let threads = v["threads"].as_u64().context("no threads")?;
+        ensure!(
+            threads == MODEL_THREADS,
+            "{printed}: {case} ran on {threads} threads, not {MODEL_THREADS}"
+        );
+        let determinism = match (v["deterministic"].as_bool(), v["loss_bits"].as_str()) {
+            (Some(same), Some(bits)) => Some((same, bits.to_owned())),
+            _ => None,
+        };
+        cases.push((
+            case,
+            ModelCase {
+                images_per_s: v["images_per_s"].as_f64().context("no images_per_s")?,
+                parameters: v["parameters"].as_u64().context("no parameters")?,
+                determinism,
+            },
+        ));
+    }
+    ensure!(!cases.is_empty(), "{printed} printed no cases");
+    Ok(cases)
+}
+
+fn bench_model(args: &BenchArgs) -> Result<()> {
+    ensure!(
+        args.rounds > 0 && args.train_iters > 0 && args.infer_iters > 0,
+        "--rounds, --train-iters and --infer-iters must each be at least 1"
+    );
+    let root = workspace_root();
+    let rust_bin = build_example(&root, "cv-model", "model_timing")?;
+    let script = root.join("crates/cv-model/benches/torch_models.py");
+    let (train_iters, infer_iters) = (args.train_iters.to_string(), args.infer_iters.to_string());
+    let threads = MODEL_THREADS.to_string();
+
+    // Per case, in the order the Rust example prints them: every round's images/s per side.
+    let mut order: Vec<String> = Vec::new();
+    let mut rust: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut python: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    // Train cases: (every round repeated its loss in a fresh build, the loss bits of each round).
+    let mut determinism: BTreeMap<String, (bool, Vec<String>)> = BTreeMap::new();
+    for round in 1..=args.rounds {
+        eprintln!("round {round}/{}", args.rounds);
+        let mut cmd = Command::new(&rust_bin);
+        cmd.args([&train_iters, &infer_iters])
+            .env("RAYON_NUM_THREADS", &threads);
+        let r = model_timings(cmd)?;
+        let mut cmd = Command::new(&args.python);
+        cmd.arg(&script)
+            .args(["--train-iters", &train_iters, "--infer-iters", &infer_iters])
+            .args(["--threads", &threads])
+            .env("CUDA_VISIBLE_DEVICES", "");
+        let p: BTreeMap<String, ModelCase> = model_timings(cmd)?.into_iter().collect();
+        for (case, ours) in r {
+            let theirs = p
+                .get(&case)
+                .with_context(|| format!("PyTorch did not time {case}"))?;
+            ensure!(
+                ours.parameters == theirs.parameters,
+                "{case}: cv-model has {} trainable parameters, PyTorch {}: the architectures differ",
+                ours.parameters,
+                theirs.parameters
+            );
+            if !order.contains(&case) {
+                order.push(case.clone());
+            }
+            if let Some((same, bits)) = ours.determinism {
+                let entry = determinism
+                    .entry(case.clone())
+                    .or_insert((true, Vec::new()));
+                entry.0 &= same;
+                entry.1.push(bits);
+            }
+            rust.entry(case.clone())
+                .or_default()
+                .push(ours.images_per_s);
+            python.entry(case).or_default().push(theirs.images_per_s);
+        }
+    }
+    println!(
+        "| case (batch 32, CPU, {MODEL_THREADS} threads) | PyTorch images/s | cv-model images/s | ratio (cv-model / PyTorch) |"
+    );
+    println!("| --- | --- | --- | --- |");
+    for case in &order {
+        let (Some(r), Some(p)) = (rust.get_mut(case), python.get_mut(case)) else {
+            continue;
+        };
+        let (r, p) = (median(r), median(p));
+        println!("| {case} | {p:.1} | {r:.1} | {:.2}× |", r / p);
+    }
+    println!(
+        "\nmedians over {} rounds (each a fresh process per side: 2 warm-up iterations, then {} \
+         train steps or {} forwards timed)",
+        args.rounds, args.train_iters, args.infer_iters
+    );
+    for (case, (same, bits)) in &determinism {
+        let across_rounds = bits.windows(2).all(|w| w[0] == w[1]);
+        let verdict = |ok: bool| if ok { "yes" } else { "NO" };
+        println!(
+            "{case}: a fresh build repeats the first timed step's loss bit for bit: {} (all {} \
+             rounds); the same loss bits in every round (separate processes): {} ({})",
+            verdict(*same),
+            bits.len(),
+            verdict(across_rounds),
+            bits.join(", ")
+        );
+    }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Times our ResNets on the CPU, as `benches/torch_models.py` times PyTorch's: for torchvision's
-//! resnet18 on 3×64×64 images and the CIFAR ResNet-20 (width 1) on 3×32×32, batch 32, 10 classes,
+//! resnet18 on 3×64×64 images and the CIFAR ResNet-20 (width 1) on 3×32×32, batch 32, 10 classes:
 //!
 //! - a full train step: train-mode forward, cross-entropy, backward, SGD (momentum 0.9, lr 0.01);
 //! - inference: an eval-mode forward only.
@@ -9,9 +9,11 @@
 //! Prints one JSON line per case:
 //! `{"case": …, "images_per_s": …, "seconds_per_iter": [..], "parameters": …, "threads": …}`,
 //! where `images_per_s` is `32 · K / Σ seconds` and `parameters` counts trainable elements (the
-//! xtask checks it against PyTorch's, a cheap check that the two architectures agree). Train cases add `"deterministic"`: a second model,
-//! built afresh from the same seed, repeats the warm-up and the first timed step, and its loss
-//! must equal the first run's bit for bit (`"loss_bits"` gives the first run's, as hex).
+//! xtask checks it against PyTorch's, a cheap check that the two architectures agree).
+//!
+//! Train cases add `"deterministic"`: a second model, built afresh from the same seed, repeats
+//! the warm-up and the first timed step untimed, and its loss must equal the first run's bit for
+//! bit (`"loss_bits"` gives the first run's, as hex).
 //!
 //! Run by `cargo xtask bench model`, which interleaves it with the PyTorch script and reports
 //! the ratio. Threads follow `RAYON_NUM_THREADS` (candle's default: every physical core).
@@ -20,6 +22,7 @@
 //! (defaults 5 and 10).
 
 use std::error::Error;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -132,7 +135,17 @@ fn images_per_s(seconds: &[f64]) -> f64 {
     (BATCH * seconds.len()) as f64 / seconds.iter().sum::<f64>()
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("model_timing: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> AnyResult<()> {
     let mut args = std::env::args().skip(1);
     let k_train = iterations(args.next(), "K_TRAIN", 5)?;
     let k_infer = iterations(args.next(), "K_INFER", 10)?;
