@@ -31,4 +31,51 @@ pub enum EnsembleError {
         #[source]
         source: std::io::Error,
     },
+    // --- Prediction, evaluation, out-of-fold and comparison errors
+    // (softmax.rs, evaluate.rs, oof.rs, compare.rs) ---
+    /// The batches held no sample.
+    #[error("no samples to predict or evaluate")]
+    NoSamples,
+    /// A label that is not a class index.
+    #[error("sample {sample}: label {label} is not a class (there are {n_classes})")]
+    BadLabel {
+        sample: usize,
+        label: u32,
+        n_classes: usize,
+    },
+    /// A low-memory pass over the data that did not see the first pass's samples.
+    #[error(
+        "{path}: the batches differ from the first model's pass ({reason}); they must give \
+         the same samples in the same order on every call"
+    )]
+    UnstableBatches { path: PathBuf, reason: String },
+    /// Predicting with one model of an ensemble failed.
+    #[error("{path}: {error}")]
+    Predict {
+        path: PathBuf,
+        #[source]
+        error: Box<EnsembleError>,
+    },
+    /// A sample that no fold predicted.
+    #[error(
+        "sample {sample} ({path}) has no out-of-fold prediction: no fold's test indices hold it"
+    )]
+    OofMissing { sample: usize, path: String },
+    /// A sample predicted by two folds (or twice by one).
+    #[error("sample {sample} ({path}) is predicted twice: by fold {first} and by fold {second}")]
+    OofDuplicate {
+        sample: usize,
+        path: String,
+        first: usize,
+        second: usize,
+    },
+    // --- end of prediction errors ---
+    // --- Weight averaging errors (average.rs, recalibrate.rs, soup.rs) ---
+    /// BatchNorm recalibration was given no batch.
+    #[error("no batches to recalibrate BatchNorm statistics with")]
+    NoBatches,
+    /// A greedy soup's model without a validation score to rank it by.
+    #[error("{path} has no validation score to rank it by")]
+    NoScore { path: PathBuf },
+    // --- end of weight averaging errors ---
 }

@@ -45,7 +45,11 @@ impl ModelFile {
         device: &Device,
     ) -> Result<ResNet, EnsembleError> {
         // The init seed does not matter: every variable is overwritten below.
-        let model = build(&self.config()?, &cv_seed::SeedTree::new(0).child("init"), device)?;
+        let model = build(
+            &self.config()?,
+            &cv_seed::SeedTree::new(0).child("init"),
+            device,
+        )?;
         for (name, param) in model.params().iter() {
             let tensor = tensors.get(name).ok_or_else(|| EnsembleError::Mismatch {
                 path: self.path.clone(),
