@@ -27,8 +27,8 @@ pub struct BnReport {
 /// 2. one pass over the batches in train mode, each BatchNorm with PyTorch's `momentum=None`,
 ///    the cumulative moving average: after batch `k` (1-based),
 ///    `running = running + (batch_stat - running) / k`, with the unbiased batch variance for
-///    `running_var`; the result is the plain mean over batches of the per-batch statistics
-///    (not the statistics of all images pooled, unless the batches have one size);
+///    `running_var`; the result is the plain mean over batches of the per-batch statistics,
+///    not the statistics of all the images pooled;
 /// 3. the model keeps its own momentum for later training (the cumulative average runs on a
 ///    clone, which shares the model's variables).
 ///

@@ -122,6 +122,41 @@ impl BatchNorm2d {
         })
     }
 
+    /// The weight of a batch's statistic in the running-statistics update (PyTorch's
+    /// convention; [`BN_MOMENTUM`] unless changed with [`BatchNorm2d::set_momentum`]).
+    pub fn momentum(&self) -> f64 {
+        self.inner.momentum()
+    }
+
+    /// Sets the momentum of later train-mode forwards, in `[0, 1]`.
+    ///
+    /// candle fixes a BatchNorm's momentum when it is built, so this rebuilds it around the very
+    /// same variables (running statistics, weight, bias). `torch.optim.swa_utils.update_bn`
+    /// needs it: momentum `1 / k` on the `k`-th batch makes the running statistics the
+    /// cumulative average of the batch statistics (PyTorch's `momentum=None`).
+    pub fn set_momentum(&mut self, momentum: f64) -> Result<()> {
+        let mean = self.inner.running_mean().clone();
+        let var = self.inner.running_var().clone();
+        let channels = mean.dim(0)?;
+        let eps = self.inner.eps();
+        // `running_mean()` is the variable's own tensor, so candle keeps it as the variable.
+        self.inner = match self.inner.weight_and_bias() {
+            Some((weight, bias)) => candle_nn::BatchNorm::new_with_momentum(
+                channels,
+                mean,
+                var,
+                weight.clone(),
+                bias.clone(),
+                eps,
+                momentum,
+            )?,
+            None => {
+                candle_nn::BatchNorm::new_no_bias_with_momentum(channels, mean, var, eps, momentum)?
+            }
+        };
+        Ok(())
+    }
+
     /// Normalises `[N, C, H, W]`; in train mode also updates the running statistics.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if train {
@@ -310,4 +345,46 @@ impl Dropout {
 /// ReLU (kept here so the model code reads like torchvision's).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     Ok(x.relu()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cv_seed::SeedTree;
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn set_momentum_keeps_the_variables_and_momentum_one_over_k_averages() {
+        let device = Device::Cpu;
+        let mut init = Initializer::new(&SeedTree::new(0).child("init"), &device);
+        let mut bn = BatchNorm2d::new(&mut init, "bn", 1).unwrap();
+        let (params, _) = init.finish();
+        assert_eq!(bn.momentum(), BN_MOMENTUM);
+        let batches = [vec![1.0f32, 3.0], vec![2.0, 6.0, 10.0], vec![0.0, 4.0]];
+        for (k, batch) in batches.iter().enumerate() {
+            bn.set_momentum(1.0 / (k + 1) as f64).unwrap();
+            let x = Tensor::from_vec(batch.clone(), (batch.len(), 1, 1, 1), &device).unwrap();
+            bn.forward_t(&x, true).unwrap();
+        }
+        // Batch means 2, 6, 2 and unbiased variances 2, 16, 8, averaged: the running
+        // statistics are the variables in `params`, not copies.
+        let mean = values(params.get("bn.running_mean").unwrap().var.as_tensor());
+        let var = values(params.get("bn.running_var").unwrap().var.as_tensor());
+        assert!((mean[0] - 10.0 / 3.0).abs() < 1e-6, "{mean:?}");
+        assert!((var[0] - 26.0 / 3.0).abs() < 1e-5, "{var:?}");
+
+        // Momentum back to the default: PyTorch's exponential update again.
+        bn.set_momentum(BN_MOMENTUM).unwrap();
+        let x = Tensor::from_vec(vec![1.0f32, 3.0], (2, 1, 1, 1), &device).unwrap();
+        bn.forward_t(&x, true).unwrap();
+        let mean = values(params.get("bn.running_mean").unwrap().var.as_tensor());
+        assert!(
+            (mean[0] - (0.9 * 10.0 / 3.0 + 0.1 * 2.0)).abs() < 1e-6,
+            "{mean:?}"
+        );
+        assert!(bn.set_momentum(1.5).is_err());
+    }
 }

@@ -241,6 +241,16 @@ fn shortcut(downsample: &Option<(Conv2d, BatchNorm2d)>, x: &Tensor, train: bool)
 }
 
 impl Block {
+    /// Every BatchNorm of the block.
+    fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm2d> {
+        let (mut norms, downsample) = match self {
+            Block::Basic(b) => (vec![&mut b.bn1, &mut b.bn2], &mut b.downsample),
+            Block::Bottleneck(b) => (vec![&mut b.bn1, &mut b.bn2, &mut b.bn3], &mut b.downsample),
+        };
+        norms.extend(downsample.as_mut().map(|(_, bn)| bn));
+        norms
+    }
+
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match self {
             Block::Basic(b) => b.forward_t(x, train),
@@ -375,6 +385,21 @@ impl ResNet {
         global_avg_pool(&x)
     }
 
+    /// Sets the running-statistics momentum of every BatchNorm (see
+    /// [`BatchNorm2d::set_momentum`]).
+    ///
+    /// A clone of a model shares its variables, so a clone with another momentum updates the
+    /// same running statistics while the original keeps its momentum.
+    pub fn set_bn_momentum(&mut self, momentum: f64) -> Result<()> {
+        self.bn1.set_momentum(momentum)?;
+        for block in self.layers.iter_mut().flatten() {
+            for bn in block.batch_norms_mut() {
+                bn.set_momentum(momentum)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every variable by torchvision name.
     pub fn params(&self) -> &Params {
         &self.params
@@ -404,5 +429,57 @@ impl ResNet {
     /// How the variables were initialised.
     pub fn init_plan(&self) -> &InitPlan {
         &self.plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ParamKind;
+    use cv_seed::SeedTree;
+
+    fn buffers(model: &ResNet) -> Vec<(String, Vec<f32>)> {
+        model
+            .params()
+            .iter()
+            .filter(|(_, p)| p.kind == ParamKind::Buffer)
+            .map(|(n, p)| {
+                let v = p.var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+                (n.to_owned(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn set_bn_momentum_reaches_every_batch_norm_of_a_clone_only() {
+        // resnet50 has Bottleneck blocks and downsample BatchNorms; 32x32 leaves its last stage
+        // 1x1, two values per channel with a batch of two.
+        let config = ModelConfig {
+            architecture: Architecture::Resnet50,
+            in_channels: 3,
+            num_classes: 2,
+            dropout: 0.0,
+        };
+        let model = build(&config, &SeedTree::new(1).child("init"), &Device::Cpu).unwrap();
+        let x = Tensor::arange(0f32, (2 * 3 * 32 * 32) as f32, &Device::Cpu)
+            .unwrap()
+            .reshape((2, 3, 32, 32))
+            .unwrap()
+            .sin()
+            .unwrap();
+        let before = buffers(&model);
+        let mut frozen = model.clone();
+        frozen.set_bn_momentum(0.0).unwrap();
+        frozen.features(&x, true).unwrap();
+        assert_eq!(
+            buffers(&model),
+            before,
+            "momentum 0 must leave every statistic alone"
+        );
+        // The original kept momentum 0.1; the clone shares (and so shows) its variables.
+        model.features(&x, true).unwrap();
+        for ((name, old), (_, new)) in before.iter().zip(buffers(&frozen)) {
+            assert_ne!(old, &new, "{name} not updated");
+        }
     }
 }
