@@ -3,9 +3,11 @@
 //! A thin layer over the library crates: it parses arguments, reads files, reports errors with
 //! the file and line at fault, and writes results. Everything it does can be done from Rust.
 
+mod config;
 mod input;
 mod output;
 mod split;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -27,12 +29,16 @@ struct Cli {
 enum Command {
     /// Split samples into cross-validation folds, exactly as scikit-learn would.
     Split(split::SplitArgs),
+    /// Cross-validate a model: split, train every fold from the same initial weights, keep
+    /// each fold's best model, and summarise (into a run folder).
+    Train(train::TrainArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Split(args) => split::run(args),
+        Command::Train(args) => train::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,176 @@
+//! `cv train` end to end on a tiny data set and network (seconds): byte-identical reruns, one
+//! fold then `--resume` equals a full run, the resolved config repeats the run, and bad input
+//! stops before anything is written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::{GrayImage, Luma};
+
+const FILES: [&str; 6] = [
+    "folds.json",
+    "summary.json",
+    "oof.csv",
+    "fold-0/model.safetensors",
+    "fold-1/model.json",
+    "fold-2/history.csv",
+];
+
+/// 36 8×8 gray images in 3 classes (class k lights rows 3k..3k+2) and a manifest.
+fn dataset(dir: &Path) -> PathBuf {
+    let mut manifest = String::from("path,label\n");
+    for i in 0..36u32 {
+        let class = i % 3;
+        let img = GrayImage::from_fn(8, 8, |x, y| {
+            let lit = y / 3 == class;
+            Luma([if lit { 200 } else { 30 } + ((x * 7 + y * 3 + i) % 40) as u8])
+        });
+        let name = format!("img{i:02}.png");
+        img.save(dir.join(&name)).unwrap();
+        manifest.push_str(&format!("{name},c{class}\n"));
+    }
+    let path = dir.join("manifest.csv");
+    std::fs::write(&path, manifest).unwrap();
+    path
+}
+
+fn config(dir: &Path, manifest: &Path, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"seed = 3
+[data]
+manifest = "{}"
+channels = 1
+[model]
+architecture = {{ cifar-resnet = {{ depth = 8 }} }}
+[cv]
+n_splits = 3
+[training]
+epochs = 2
+lr = 0.05
+batch_size = 8
+threads = 1
+{extra}
+"#,
+        manifest.display()
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn cv(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cv"))
+        .args(args)
+        .output()
+        .expect("cv runs")
+}
+
+fn train(config: &Path, run: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--quiet",
+        "--config",
+        config.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    cv(&args)
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "cv failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn same_artefacts(a: &Path, b: &Path) {
+    for file in FILES {
+        let (x, y) = (std::fs::read(a.join(file)), std::fs::read(b.join(file)));
+        assert!(x.is_ok(), "{} missing", a.join(file).display());
+        assert_eq!(
+            x.unwrap(),
+            y.unwrap(),
+            "{file} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+#[test]
+fn reruns_resumes_and_resolved_configs_give_identical_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dataset(dir.path());
+    let config = config(dir.path(), &manifest, "");
+    let a = dir.path().join("a");
+    ok(train(&config, &a, &[]));
+    // Rerun: byte-identical folds, models, metrics.
+    let b = dir.path().join("b");
+    ok(train(&config, &b, &[]));
+    same_artefacts(&a, &b);
+    // One fold alone, then the rest with --resume: the same as a full run.
+    let c = dir.path().join("c");
+    ok(train(&config, &c, &["--fold", "1"]));
+    assert!(c.join("fold-1/model.safetensors").exists());
+    assert!(!c.join("fold-0/model.safetensors").exists());
+    ok(train(&config, &c, &["--resume"]));
+    same_artefacts(&a, &c);
+    // The saved, resolved config repeats the run.
+    let d = dir.path().join("d");
+    ok(train(&a.join("config.toml"), &d, &[]));
+    same_artefacts(&a, &d);
+    assert_eq!(
+        std::fs::read_to_string(a.join("config.toml")).unwrap(),
+        std::fs::read_to_string(d.join("config.toml")).unwrap()
+    );
+    // An existing run folder is not overwritten without --force.
+    let out = train(&config, &a, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+    // --set changes the run and is recorded.
+    let e = dir.path().join("e");
+    ok(train(&config, &e, &["--set", "training.lr=0.01"]));
+    assert!(std::fs::read_to_string(e.join("config.toml"))
+        .unwrap()
+        .contains("lr = 0.01"));
+    assert_ne!(
+        std::fs::read(a.join("fold-0/model.safetensors")).unwrap(),
+        std::fs::read(e.join("fold-0/model.safetensors")).unwrap()
+    );
+}
+
+#[test]
+fn bad_configs_and_bad_data_stop_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dataset(dir.path());
+    let bad_key = config(dir.path(), &manifest, "lrr = 0.1");
+    let run = dir.path().join("run");
+    let out = train(&bad_key, &run, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("lrr") && stderr.contains("tiny.toml"),
+        "{stderr}"
+    );
+    assert!(!run.exists());
+
+    let broken = dir.path().join("broken.csv");
+    std::fs::write(
+        &broken,
+        std::fs::read_to_string(&manifest).unwrap() + "missing.png,c0\n",
+    )
+    .unwrap();
+    let config = config(dir.path(), &broken, "");
+    let out = train(&config, &run, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("broken.csv:38") && stderr.contains("file not found"),
+        "{stderr}"
+    );
+    assert!(!run.exists(), "a run folder was written for bad data");
+}
