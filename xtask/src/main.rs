@@ -25,6 +25,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// `cv ensemble` on the latest run under `runs/`: weight averaging and softmax ensembling
+    /// of its fold models, compared on the held-out samples.
+    Ensemble {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Side-by-side benchmarks against the Python reference, measured in the same run.
     Bench(bench::BenchArgs),
     /// Write a synthetic labelled image set (learnable shapes, imbalanced classes) for scale
@@ -35,28 +41,67 @@ enum Task {
 fn main() -> Result<()> {
     match Xtask::parse().task {
         Task::Train { args } => train(&args),
+        Task::Ensemble { args } => ensemble(&args),
         Task::Bench(args) => bench::run(args),
         Task::Synth(args) => synth::run(args),
     }
 }
 
-fn train(extra: &[String]) -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+fn workspace_root() -> Result<&'static Path> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .context("xtask lives in the workspace root")?;
+        .context("xtask lives in the workspace root")
+}
+
+/// `cargo run --release -p cv-cli -- ARGS` in the workspace root.
+fn cv(args: &[String]) -> Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(workspace_root()?)
+        .args(["run", "--release", "-p", "cv-cli", "--"])
+        .args(args)
+        .status()
+        .context("cannot run cargo")?;
+    ensure!(
+        status.success(),
+        "cv {} failed",
+        args.first().map_or("", String::as_str)
+    );
+    Ok(())
+}
+
+fn ensemble(extra: &[String]) -> Result<()> {
+    let runs = workspace_root()?.join("runs");
+    // The most recently modified run folder that has its folds.
+    let latest = std::fs::read_dir(&runs)
+        .with_context(|| format!("no {}: run `cargo xtask train` first", runs.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("folds.json").exists())
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .with_context(|| {
+            format!(
+                "no run in {}: run `cargo xtask train` first",
+                runs.display()
+            )
+        })?;
+    let mut args = vec![
+        "ensemble".to_owned(),
+        "--run".to_owned(),
+        latest.path().display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    cv(&args)
+}
+
+fn train(extra: &[String]) -> Result<()> {
     // A fresh folder per invocation; seconds since the epoch keep them ordered.
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default();
-    let run_dir = format!("runs/default-{stamp}");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args(["run", "--release", "-p", "cv-cli", "--", "train"])
-        .args(["--config", "configs/default.toml", "--run-dir", &run_dir])
-        .args(extra)
-        .status()
-        .context("cannot run cargo")?;
-    ensure!(status.success(), "cv train failed");
-    Ok(())
+    let mut args: Vec<String> = ["train", "--config", "configs/default.toml", "--run-dir"]
+        .map(String::from)
+        .to_vec();
+    args.push(format!("runs/default-{stamp}"));
+    args.extend_from_slice(extra);
+    cv(&args)
 }

@@ -4,6 +4,7 @@
 //! the file and line at fault, and writes results. Everything it does can be done from Rust.
 
 mod config;
+mod ensemble;
 mod input;
 mod output;
 mod split;
@@ -32,6 +33,9 @@ enum Command {
     /// Cross-validate a model: split, train every fold from the same initial weights, keep
     /// each fold's best model, and summarise (into a run folder).
     Train(train::TrainArgs),
+    /// Combine a run's fold models (weight averaging with BatchNorm recalibration, and softmax
+    /// ensembling) and compare them with each fold model on the held-out samples.
+    Ensemble(ensemble::EnsembleArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +43,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Split(args) => split::run(args),
         Command::Train(args) => train::run(args),
+        Command::Ensemble(args) => ensemble::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -244,7 +244,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 {
                     if !quiet {
                         println!(
-                            "fold {}/{n_folds} epoch {}/{}: train loss {:.4} acc {:.4} | valid loss {:.4} acc {:.4} bal {:.4}{}",
+                            "fold {k} ({}/{n_folds}) epoch {}/{}: train loss {:.4} acc {:.4} | valid loss {:.4} acc {:.4} bal {:.4}{}",
                             k + 1,
                             epoch + 1,
                             train_config.epochs,

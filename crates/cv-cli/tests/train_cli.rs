@@ -174,3 +174,33 @@ fn bad_configs_and_bad_data_stop_before_writing() {
     );
     assert!(!run.exists(), "a run folder was written for bad data");
 }
+
+#[test]
+fn ensemble_compares_fold_models_on_held_out_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dataset(dir.path());
+    let config = config(dir.path(), &manifest, "");
+    let run = dir.path().join("run");
+    ok(train(&config, &run, &["--set", "cv.holdout=0.25"]));
+    let out = ok(cv(&["ensemble", "--run", run.to_str().unwrap()]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let table = std::fs::read_to_string(run.join("ensemble/comparison.md")).unwrap();
+    for row in [
+        "fold 0",
+        "fold mean ± std",
+        "averaged weights",
+        "BN recalibration",
+        "softmax ensemble",
+    ] {
+        assert!(table.contains(row), "no {row:?} row in\n{table}");
+    }
+    assert!(text.contains("Held-out samples: 9"), "{text}");
+    assert!(run.join("ensemble/averaged.safetensors").exists());
+    assert!(run.join("ensemble/averaged.json").exists());
+    // Without held-out samples there is nothing unseen to judge on.
+    let plain = dir.path().join("plain");
+    ok(train(&config, &plain, &[]));
+    let out = cv(&["ensemble", "--run", plain.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cv.holdout"));
+}
