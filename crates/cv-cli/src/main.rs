@@ -3,6 +3,7 @@
 //! A thin layer over the library crates: it parses arguments, reads files, reports errors with
 //! the file and line at fault, and writes results. Everything it does can be done from Rust.
 
+mod check_data;
 mod config;
 mod ensemble;
 mod input;
@@ -33,6 +34,10 @@ enum Command {
     /// Cross-validate a model: split, train every fold from the same initial weights, keep
     /// each fold's best model, and summarise (into a run folder).
     Train(train::TrainArgs),
+    /// Read every image of a data set once and report every problem together.
+    CheckData(check_data::CheckDataArgs),
+    /// Build a run's summary from folds trained separately (`cv train --fold K`).
+    Aggregate(train::AggregateArgs),
     /// Combine a run's fold models (weight averaging with BatchNorm recalibration, and softmax
     /// ensembling) and compare them with each fold model on the held-out samples.
     Ensemble(ensemble::EnsembleArgs),
@@ -44,6 +49,8 @@ fn main() -> std::process::ExitCode {
         Command::Split(args) => split::run(args),
         Command::Train(args) => train::run(args),
         Command::Ensemble(args) => ensemble::run(args),
+        Command::CheckData(args) => check_data::run(args),
+        Command::Aggregate(args) => train::aggregate(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -48,10 +48,10 @@ pub struct TrainArgs {
 }
 
 /// The folds as recorded in `folds.json`: data set indices.
-#[derive(Debug, Clone, Serialize)]
-struct FoldsFile {
-    holdout: Vec<usize>,
-    folds: Vec<cv_split::Fold>,
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct FoldsFile {
+    pub holdout: Vec<usize>,
+    pub folds: Vec<cv_split::Fold>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -300,6 +300,49 @@ pub fn run(args: TrainArgs) -> Result<()> {
     summarise(&run_dir, &config, &dataset, &pool, &folds)?;
     write_run_json(&run_dir, &config, &args.config, &folds, &holdout, started)?;
     Ok(())
+}
+
+#[derive(Args)]
+pub struct AggregateArgs {
+    /// The run folder whose folds were trained separately (e.g. `cv train --fold K` jobs).
+    #[arg(long)]
+    run: PathBuf,
+}
+
+/// `cv aggregate`: the summary (`summary.json`, `summary.md`, `oof.csv`) from fold results
+/// produced separately; the same files a full `cv train` writes.
+pub fn aggregate(args: AggregateArgs) -> Result<()> {
+    let run_dir = &args.run;
+    let (config, _) = RunConfig::load(&run_dir.join("config.toml"), &[])?;
+    let folds: FoldsFile = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("folds.json")).with_context(|| {
+            format!(
+                "{} has no folds.json: is it a run folder?",
+                run_dir.display()
+            )
+        })?,
+    )?;
+    let dataset = Dataset::from_manifest(&config.data.manifest, &config.data.columns, None)
+        .with_context(|| {
+            format!(
+                "cannot read the data set {}",
+                config.data.manifest.display()
+            )
+        })?;
+    let held_out: std::collections::BTreeSet<usize> = folds.holdout.iter().copied().collect();
+    let pool: Vec<usize> = (0..dataset.len())
+        .filter(|i| !held_out.contains(i))
+        .collect();
+    let missing: Vec<usize> = folds
+        .folds
+        .iter()
+        .map(|f| f.fold)
+        .filter(|k| !run_dir.join(format!("fold-{k}/model.safetensors")).exists())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("warning: folds {missing:?} are not finished; summarising the others");
+    }
+    summarise(run_dir, &config, &dataset, &pool, &folds.folds)
 }
 
 fn batches(loader: &Loader, epoch: usize) -> Batches<'_> {

@@ -204,3 +204,59 @@ fn ensemble_compares_fold_models_on_held_out_samples() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cv.holdout"));
 }
+
+#[test]
+fn fold_jobs_then_aggregate_equal_a_full_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dataset(dir.path());
+    let config = config(dir.path(), &manifest, "");
+    let full = dir.path().join("full");
+    ok(train(&config, &full, &[]));
+    // Each fold as its own job (as a scheduler's array tasks would run them), in any order.
+    let jobs = dir.path().join("jobs");
+    ok(train(&config, &jobs, &["--fold", "2"]));
+    ok(train(&config, &jobs, &["--fold", "0", "--resume"]));
+    ok(train(&config, &jobs, &["--fold", "1", "--resume"]));
+    ok(cv(&["aggregate", "--run", jobs.to_str().unwrap()]));
+    same_artefacts(&full, &jobs);
+}
+
+#[test]
+fn check_data_reports_problems_and_passes_clean_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dataset(dir.path());
+    let out = ok(cv(&[
+        "check-data",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--min-per-class",
+        "5",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("3 classes (c0: 12, c1: 12, c2: 12)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("36 images checked, no problems"),
+        "{stdout}"
+    );
+    std::fs::write(dir.path().join("img05.png"), b"").unwrap();
+    let out = cv(&[
+        "check-data",
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--min-per-class",
+        "12",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("manifest.csv:7") && stderr.contains("empty file"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("class \"c2\": only 11 usable images"),
+        "{stderr}"
+    );
+}
