@@ -8,6 +8,7 @@ mod config;
 mod ensemble;
 mod input;
 mod output;
+mod predict;
 mod split;
 mod train;
 
@@ -38,6 +39,8 @@ enum Command {
     CheckData(check_data::CheckDataArgs),
     /// Build a run's summary from folds trained separately (`cv train --fold K`).
     Aggregate(train::AggregateArgs),
+    /// Class probabilities for images, from a run's fold models (softmax ensemble) or one model.
+    Predict(predict::PredictArgs),
     /// Combine a run's fold models (weight averaging with BatchNorm recalibration, and softmax
     /// ensembling) and compare them with each fold model on the held-out samples.
     Ensemble(ensemble::EnsembleArgs),
@@ -50,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(args) => train::run(args),
         Command::Ensemble(args) => ensemble::run(args),
         Command::CheckData(args) => check_data::run(args),
+        Command::Predict(args) => predict::run(args),
         Command::Aggregate(args) => train::aggregate(args),
     };
     match result {

@@ -260,3 +260,54 @@ fn check_data_reports_problems_and_passes_clean_data() {
         "{stderr}"
     );
 }
+
+#[test]
+fn predict_writes_probabilities_for_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dataset(dir.path());
+    let config = config(dir.path(), &manifest, "");
+    let run = dir.path().join("run");
+    ok(train(&config, &run, &[]));
+    let images: Vec<String> = ["img00.png", "img04.png"]
+        .iter()
+        .map(|n| dir.path().join(n).display().to_string())
+        .collect();
+    let out = ok(cv(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        &images[0],
+        &images[1],
+    ]));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "path,predicted,prob_c0,prob_c1,prob_c2");
+    assert_eq!(lines.len(), 3);
+    for (line, image) in lines[1..].iter().zip(&images) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[0], image);
+        let probs: Vec<f32> = cells[2..].iter().map(|c| c.parse().unwrap()).collect();
+        assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{line}");
+    }
+    // One model instead of the ensemble, from a manifest, into a file.
+    let output = dir.path().join("p.csv");
+    let model = run.join("fold-0/model.safetensors");
+    ok(cv(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap().lines().count(),
+        37
+    );
+    let out = cv(&["predict", "--run", run.to_str().unwrap(), "nope.png"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.png: file not found"));
+}
