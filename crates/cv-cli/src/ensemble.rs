@@ -12,10 +12,10 @@ use cv_ensemble::{
     average, ensemble_probabilities, evaluate, predict_probabilities, save_averaged, update_bn,
     Combine, Comparison, ModelFile, Scores,
 };
-use cv_model::train::Batches;
 use cv_seed::SeedTree;
 
 use crate::config::RunConfig;
+use crate::train::batches;
 
 #[derive(Args)]
 pub struct EnsembleArgs {
@@ -98,7 +98,7 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
     };
     let test = loader(folds.holdout.clone(), false)?;
     let score = |model: &cv_model::ResNet| -> Result<Scores> {
-        let predictions = predict_probabilities(model, batches(&test))?;
+        let predictions = predict_probabilities(model, batches(&test, 0))?;
         Ok(Scores::from(&evaluate(&predictions, &classes)?))
     };
 
@@ -121,7 +121,7 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
         .collect();
     pool.sort_unstable();
     pool.dedup();
-    let recalibration = update_bn(&averaged_model, batches(&loader(pool.clone(), false)?))?;
+    let recalibration = update_bn(&averaged_model, batches(&loader(pool.clone(), false)?, 0))?;
     comparison.recalibrated = Some(score(&averaged_model)?);
     let combine = match args.combine {
         CombineArg::Mean => Combine::Mean,
@@ -129,7 +129,7 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
     };
     let ensemble = ensemble_probabilities(
         &models,
-        || batches(&test),
+        || batches(&test, 0),
         combine,
         args.low_memory,
         &device,
@@ -160,13 +160,6 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
     )?;
     println!("{markdown}\nwritten to {}", out.display());
     Ok(())
-}
-
-fn batches(loader: &Loader) -> Batches<'_> {
-    Box::new(loader.epoch(0).map(|b| {
-        b.map(|b| (b.images, b.labels))
-            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-    }))
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

@@ -9,6 +9,7 @@ mod ensemble;
 mod input;
 mod output;
 mod predict;
+mod refit;
 mod split;
 mod train;
 
@@ -39,6 +40,8 @@ enum Command {
     CheckData(check_data::CheckDataArgs),
     /// Build a run's summary from folds trained separately (`cv train --fold K`).
     Aggregate(train::AggregateArgs),
+    /// Train the final model on every sample with a run's configuration (into `<run>/full/`).
+    Refit(refit::RefitArgs),
     /// Class probabilities for images, from a run's fold models (softmax ensemble) or one model.
     Predict(predict::PredictArgs),
     /// Combine a run's fold models (weight averaging with BatchNorm recalibration, and softmax
@@ -54,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Ensemble(args) => ensemble::run(args),
         Command::CheckData(args) => check_data::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Refit(args) => refit::run(args),
         Command::Aggregate(args) => train::aggregate(args),
     };
     match result {

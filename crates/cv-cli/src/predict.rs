@@ -10,11 +10,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use cv_data::{ClassMap, Dataset, Loader, LoaderConfig, Origin, Sample, Sampling};
 use cv_ensemble::{ensemble_probabilities, Combine, ModelFile};
-use cv_model::train::Batches;
 use cv_seed::SeedTree;
 
 use crate::config::RunConfig;
-use crate::train::FoldsFile;
+use crate::train::{batches, FoldsFile};
 
 #[derive(Args)]
 pub struct PredictArgs {
@@ -93,13 +92,13 @@ pub fn run(args: PredictArgs) -> Result<()> {
         },
         device.clone(),
     )?;
-    let batches = || -> Batches<'_> {
-        Box::new(loader.epoch(0).map(|b| {
-            b.map(|b| (b.images, b.labels))
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        }))
-    };
-    let predictions = ensemble_probabilities(&models, batches, Combine::Mean, false, &device)?;
+    let predictions = ensemble_probabilities(
+        &models,
+        || batches(&loader, 0),
+        Combine::Mean,
+        false,
+        &device,
+    )?;
     let mut csv = String::from("path,predicted");
     for name in classes.names() {
         write!(csv, ",prob_{name}")?;

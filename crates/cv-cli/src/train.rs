@@ -345,14 +345,14 @@ pub fn aggregate(args: AggregateArgs) -> Result<()> {
     summarise(run_dir, &config, &dataset, &pool, &folds.folds)
 }
 
-fn batches(loader: &Loader, epoch: usize) -> Batches<'_> {
+pub(crate) fn batches(loader: &Loader, epoch: usize) -> Batches<'_> {
     Box::new(loader.epoch(epoch).map(|b| {
         b.map(|b| (b.images, b.labels))
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     }))
 }
 
-fn metric_map(m: &EpochMetrics) -> BTreeMap<String, f64> {
+pub(crate) fn metric_map(m: &EpochMetrics) -> BTreeMap<String, f64> {
     BTreeMap::from([
         ("loss".to_owned(), m.loss),
         ("accuracy".to_owned(), m.accuracy),
@@ -400,7 +400,7 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     write_text(path, &text)
 }
 
-fn write_history(path: &Path, history: &[cv_model::train::EpochRecord]) -> Result<()> {
+pub(crate) fn write_history(path: &Path, history: &[cv_model::train::EpochRecord]) -> Result<()> {
     let mut text = String::from(
         "epoch,lr,train_loss,train_accuracy,train_balanced_accuracy,train_macro_f1,valid_loss,valid_accuracy,valid_balanced_accuracy,valid_macro_f1\n",
     );

@@ -307,6 +307,25 @@ fn predict_writes_probabilities_for_images() {
         std::fs::read_to_string(&output).unwrap().lines().count(),
         37
     );
+    // The refit model: every sample, the last epoch, deterministic, usable by predict.
+    ok(cv(&["refit", "--run", run.to_str().unwrap(), "--quiet"]));
+    let full = run.join("full/model.safetensors");
+    let first = std::fs::read(&full).unwrap();
+    let again = dir.path().join("again");
+    ok(train(&config, &again, &[]));
+    ok(cv(&["refit", "--run", again.to_str().unwrap(), "--quiet"]));
+    assert_eq!(
+        first,
+        std::fs::read(again.join("full/model.safetensors")).unwrap()
+    );
+    ok(cv(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        "--model",
+        full.to_str().unwrap(),
+        &images[0],
+    ]));
     let out = cv(&["predict", "--run", run.to_str().unwrap(), "nope.png"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.png: file not found"));
