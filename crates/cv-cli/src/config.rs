@@ -1,6 +1,7 @@
 //! The run configuration: every hyperparameter in one TOML file, with `--set key=value`
 //! overrides, resolved and saved with each run so that it can be repeated exactly.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -25,6 +26,10 @@ pub struct RunConfig {
     pub training: TrainingSection,
     #[serde(default)]
     pub output: OutputSection,
+    /// A grid for `cv sweep`: config key → values, e.g. `"training.lr" = [0.1, 0.01]`.
+    /// `cv train` ignores it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sweep: BTreeMap<String, Vec<toml::Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ mod output;
 mod predict;
 mod refit;
 mod split;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,8 @@ enum Command {
     CheckData(check_data::CheckDataArgs),
     /// Build a run's summary from folds trained separately (`cv train --fold K`).
     Aggregate(train::AggregateArgs),
+    /// Cross-validate every combination of a grid of config values and rank them.
+    Sweep(sweep::SweepArgs),
     /// Train the final model on every sample with a run's configuration (into `<run>/full/`).
     Refit(refit::RefitArgs),
     /// Class probabilities for images, from a run's fold models (softmax ensemble) or one model.
@@ -58,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::CheckData(args) => check_data::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Refit(args) => refit::run(args),
+        Command::Sweep(args) => sweep::run(args),
         Command::Aggregate(args) => train::aggregate(args),
     };
     match result {

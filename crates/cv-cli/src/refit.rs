@@ -30,6 +30,17 @@ pub struct RefitArgs {
     quiet: bool,
 }
 
+impl RefitArgs {
+    /// A refit of `run` with its configuration as it is.
+    pub fn new(run: PathBuf, quiet: bool) -> Self {
+        Self {
+            run,
+            sets: vec![],
+            quiet,
+        }
+    }
+}
+
 pub fn run(args: RefitArgs) -> Result<()> {
     let (config, resolved) = RunConfig::load(&args.run.join("config.toml"), &args.sets)?;
     let dataset = Dataset::from_manifest(&config.data.manifest, &config.data.columns, None)

@@ -25,26 +25,26 @@ use crate::config::RunConfig;
 pub struct TrainArgs {
     /// The run configuration (TOML).
     #[arg(long)]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Override a config value, e.g. `--set training.lr=0.01` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
+    pub(crate) sets: Vec<String>,
     /// The run folder (default: `<output.runs_dir>/<config name>-seed<seed>`).
     #[arg(long)]
-    run_dir: Option<PathBuf>,
+    pub(crate) run_dir: Option<PathBuf>,
     /// Train only this fold (0-based), e.g. as one job of many.
     #[arg(long)]
-    fold: Option<usize>,
+    pub(crate) fold: Option<usize>,
     /// Continue an interrupted run: finished folds are skipped, an unfinished fold continues
     /// from its last epoch checkpoint.
     #[arg(long)]
-    resume: bool,
+    pub(crate) resume: bool,
     /// Replace an existing run folder.
     #[arg(long, conflicts_with = "resume")]
-    force: bool,
+    pub(crate) force: bool,
     /// Print only the summary.
     #[arg(long, short)]
-    quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 /// The folds as recorded in `folds.json`: data set indices.

@@ -330,3 +330,40 @@ fn predict_writes_probabilities_for_images() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.png: file not found"));
 }
+
+#[test]
+fn sweep_ranks_a_grid_and_refits_the_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dataset(dir.path());
+    let config = config(dir.path(), &manifest, "");
+    let sweep = dir.path().join("sweep");
+    let out = ok(cv(&[
+        "sweep",
+        "--quiet",
+        "--config",
+        config.to_str().unwrap(),
+        "--sweep-dir",
+        sweep.to_str().unwrap(),
+        "--grid",
+        "training.lr=0.05,0.0",
+        "--grid",
+        "training.epochs=1",
+        "--refit-best",
+    ]));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sweep.join("sweep.json")).unwrap()).unwrap();
+    let ranked = json.as_array().unwrap();
+    assert_eq!(ranked.len(), 2, "{json}");
+    let means: Vec<f64> = ranked.iter().map(|r| r["mean"].as_f64().unwrap()).collect();
+    assert!(means[0] >= means[1], "not ranked: {means:?}");
+    for r in ranked {
+        let run = PathBuf::from(r["run"].as_str().unwrap());
+        assert!(run.join("summary.json").exists());
+    }
+    let best = PathBuf::from(ranked[0]["run"].as_str().unwrap());
+    assert!(
+        best.join("full/model.safetensors").exists(),
+        "best not refitted"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| 1 | training.lr="));
+}
