@@ -258,3 +258,21 @@ mod tests {
         assert!(apply_override(&mut t, "training.lr.x=1").is_err());
     }
 }
+
+#[cfg(test)]
+mod shipped_configs {
+    use super::*;
+
+    /// Both shipped configs parse and validate (the repository root is two levels up).
+    #[test]
+    fn shipped_configs_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for name in ["default.toml", "cassava.toml"] {
+            let (config, resolved) = RunConfig::load(&root.join("configs").join(name), &[])
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            // The resolved text reads back to the same config.
+            let again: RunConfig = toml::from_str(&resolved).unwrap();
+            assert_eq!(again, config, "{name}");
+        }
+    }
+}

@@ -225,8 +225,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
             device.clone(),
         )?;
         let fold_started = Instant::now();
-        let quiet = args.quiet;
         let n_folds = folds.len();
+        // A live bar on a terminal; plain lines (one per epoch) in logs and pipes.
+        let bar = progress_bar(
+            args.quiet,
+            (train_config.epochs * train_loader.batches_per_epoch()) as u64,
+            format!("fold {k} ({}/{n_folds})", k + 1),
+        );
         let outcome = train_fold(
             &model,
             &train_config,
@@ -234,32 +239,43 @@ pub fn run(args: TrainArgs) -> Result<()> {
             |_| batches(&valid_loader, 0),
             &tree.child("dropout").indexed("fold", k as u64),
             Some(&fold_dir.join("checkpoint")),
-            |p| {
-                if let Progress::Epoch {
+            |p| match p {
+                Progress::Step { loss, .. } => {
+                    if let Some(bar) = &bar {
+                        bar.inc(1);
+                        bar.set_message(format!("loss {loss:.4}"));
+                    }
+                }
+                Progress::Epoch {
                     epoch,
                     train,
                     valid,
                     best,
-                } = p
-                {
-                    if !quiet {
-                        println!(
-                            "fold {k} ({}/{n_folds}) epoch {}/{}: train loss {:.4} acc {:.4} | valid loss {:.4} acc {:.4} bal {:.4}{}",
-                            k + 1,
-                            epoch + 1,
-                            train_config.epochs,
-                            train.loss,
-                            train.accuracy,
-                            valid.loss,
-                            valid.accuracy,
-                            valid.balanced_accuracy,
-                            if best { " *" } else { "" }
-                        );
+                } => {
+                    let line = format!(
+                        "fold {k} ({}/{n_folds}) epoch {}/{}: train loss {:.4} acc {:.4} | valid loss {:.4} acc {:.4} bal {:.4}{}",
+                        k + 1,
+                        epoch + 1,
+                        train_config.epochs,
+                        train.loss,
+                        train.accuracy,
+                        valid.loss,
+                        valid.accuracy,
+                        valid.balanced_accuracy,
+                        if best { " *" } else { "" }
+                    );
+                    match &bar {
+                        Some(bar) => bar.println(line),
+                        None if !args.quiet => println!("{line}"),
+                        None => {}
                     }
                 }
             },
         )
         .with_context(|| format!("fold {k} failed"))?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
         // The fold model is the best epoch's weights.
         for (name, param) in model.params().iter() {
             if let Some(t) = outcome.best_weights.get(name) {
@@ -343,6 +359,26 @@ pub fn aggregate(args: AggregateArgs) -> Result<()> {
         eprintln!("warning: folds {missing:?} are not finished; summarising the others");
     }
     summarise(run_dir, &config, &dataset, &pool, &folds.folds)
+}
+
+/// A progress bar over `steps` training steps when standard output is a terminal (and not
+/// quiet); `None` means plain log lines.
+pub(crate) fn progress_bar(
+    quiet: bool,
+    steps: u64,
+    prefix: String,
+) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if quiet || !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(steps).with_prefix(prefix);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} steps, {msg}, {elapsed} elapsed, ETA {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    Some(bar)
 }
 
 pub(crate) fn batches(loader: &Loader, epoch: usize) -> Batches<'_> {
