@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cv_data::{ManifestColumns, Sampling, Transforms};
+use cv_data::{LoaderConfig, ManifestColumns, Sampling, Transforms};
 use cv_model::{
     Architecture, DeviceSpec, EmaConfig, LossConfig, ModelConfig, OptimizerConfig, ScheduleConfig,
     SelectBy, TrainConfig,
@@ -156,6 +156,20 @@ impl TrainingSection {
 }
 
 impl RunConfig {
+    /// Loader settings for this run (the order is the caller's: shuffled for training,
+    /// sequential for evaluation).
+    pub fn loader_config(&self, sampling: Sampling) -> LoaderConfig {
+        LoaderConfig {
+            batch_size: self.training.batch_size,
+            drop_last: false,
+            sampling,
+            channels: self.data.channels,
+            prefetch: true,
+            threads: self.training.threads,
+            cache_bytes: self.data.cache_mb << 20,
+        }
+    }
+
     /// The model for a data set of `num_classes` classes.
     pub fn model_config(&self, num_classes: usize) -> ModelConfig {
         ModelConfig {

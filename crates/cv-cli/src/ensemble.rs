@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cv_data::{Dataset, Loader, LoaderConfig, Sampling};
+use cv_data::{Dataset, Loader, Sampling};
 use cv_ensemble::{
     average, ensemble_probabilities, evaluate, predict_probabilities, save_averaged, update_bn,
     Combine, Comparison, ModelFile, Scores,
@@ -86,13 +86,7 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
             pipeline,
             tree,
             0,
-            LoaderConfig {
-                batch_size: config.training.batch_size,
-                sampling: Sampling::Sequential,
-                channels: config.data.channels,
-                threads: config.training.threads,
-                ..LoaderConfig::default()
-            },
+            config.loader_config(Sampling::Sequential),
             device.clone(),
         )
     };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cv_data::{ClassMap, Dataset, Loader, LoaderConfig, Origin, Sample, Sampling};
+use cv_data::{ClassMap, Dataset, Loader, Origin, Sample, Sampling};
 use cv_ensemble::{ensemble_probabilities, Combine, ModelFile};
 use cv_seed::SeedTree;
 
@@ -83,13 +83,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         &config.data.transforms.eval,
         SeedTree::new(config.seed),
         0,
-        LoaderConfig {
-            batch_size: config.training.batch_size,
-            sampling: Sampling::Sequential,
-            channels: config.data.channels,
-            threads: config.training.threads,
-            ..LoaderConfig::default()
-        },
+        config.loader_config(Sampling::Sequential),
         device.clone(),
     )?;
     let predictions = ensemble_probabilities(

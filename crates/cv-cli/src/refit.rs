@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use cv_data::{check, Dataset, Loader, LoaderConfig, Sampling};
+use cv_data::{check, Dataset, Loader, Sampling};
 use cv_model::checkpoint::{save_model, weights_hash, ModelSidecar};
 use cv_model::{build, train_fold, Progress};
 use cv_seed::SeedTree;
@@ -59,21 +59,13 @@ pub fn run(args: RefitArgs) -> Result<()> {
     let init_hash = weights_hash(&model.params().tensors())?;
     let dataset = Arc::new(dataset);
     let all: Vec<usize> = (0..dataset.len()).collect();
-    let loader_config = |sampling| LoaderConfig {
-        batch_size: config.training.batch_size,
-        sampling,
-        channels: config.data.channels,
-        threads: config.training.threads,
-        cache_bytes: config.data.cache_mb << 20,
-        ..LoaderConfig::default()
-    };
     let train = Loader::new(
         Arc::clone(&dataset),
         all.clone(),
         &config.data.transforms.train,
         tree,
         REFIT_STREAM,
-        loader_config(config.training.sampling),
+        config.loader_config(config.training.sampling),
         device.clone(),
     )?;
     // No data is left to validate on: the training samples, in eval mode, are only a monitor.
@@ -83,7 +75,7 @@ pub fn run(args: RefitArgs) -> Result<()> {
         &config.data.transforms.eval,
         tree,
         REFIT_STREAM,
-        loader_config(Sampling::Sequential),
+        config.loader_config(Sampling::Sequential),
         device.clone(),
     )?;
     let out = args.run.join("full");

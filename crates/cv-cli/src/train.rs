@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use cv_data::{check, Dataset, Loader, LoaderConfig, Sampling};
+use cv_data::{check, Dataset, Loader, Sampling};
 use cv_ensemble::{FoldPredictions, OutOfFold};
 use cv_model::checkpoint::{save_model, weights_hash, write_atomic, ModelSidecar};
 use cv_model::train::Batches;
@@ -168,15 +168,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ),
         None => (0..folds.len()).collect(),
     };
-    let loader_config = |sampling: Sampling| LoaderConfig {
-        batch_size: config.training.batch_size,
-        drop_last: false,
-        sampling,
-        channels: config.data.channels,
-        prefetch: true,
-        threads: config.training.threads,
-        cache_bytes: config.data.cache_mb << 20,
-    };
     for &k in &to_train {
         let fold = &folds[k];
         let fold_dir = run_dir.join(format!("fold-{k}"));
@@ -212,7 +203,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &config.data.transforms.train,
             tree,
             k,
-            loader_config(config.training.sampling),
+            config.loader_config(config.training.sampling),
             device.clone(),
         )?;
         let valid_loader = Loader::new(
@@ -221,7 +212,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &config.data.transforms.eval,
             tree,
             k,
-            loader_config(Sampling::Sequential),
+            config.loader_config(Sampling::Sequential),
             device.clone(),
         )?;
         let fold_started = Instant::now();
