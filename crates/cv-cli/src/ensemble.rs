@@ -152,7 +152,12 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
         &out.join("comparison.json"),
         &(comparison.to_json()? + "\n"),
     )?;
-    println!("{markdown}\nwritten to {}", out.display());
+    crate::report::write_report(run)?;
+    println!(
+        "{markdown}\nwritten to {} (and {})",
+        out.display(),
+        run.join("report.html").display()
+    );
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod input;
 mod output;
 mod predict;
 mod refit;
+mod report;
 mod split;
 mod sweep;
 mod train;

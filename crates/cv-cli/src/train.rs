@@ -581,6 +581,7 @@ fn summarise(
         )?;
     }
     write_text(&run_dir.join("summary.md"), &md)?;
+    crate::report::write_report(run_dir)?;
     println!("\n{md}\nrun folder: {}", run_dir.display());
     Ok(())
 }

@@ -197,6 +197,17 @@ fn ensemble_compares_fold_models_on_held_out_samples() {
     assert!(text.contains("Held-out samples: 9"), "{text}");
     assert!(run.join("ensemble/averaged.safetensors").exists());
     assert!(run.join("ensemble/averaged.json").exists());
+    // The report: folds table, learning-curve charts, confusion matrix, ensemble comparison.
+    let report = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert_eq!(report.matches("<svg").count(), 2, "two charts expected");
+    for part in [
+        "Learning curves",
+        "Out-of-fold confusion matrix",
+        "Ensemble on the held-out samples",
+        "softmax ensemble",
+    ] {
+        assert!(report.contains(part), "report lacks {part:?}");
+    }
     // Without held-out samples there is nothing unseen to judge on.
     let plain = dir.path().join("plain");
     ok(train(&config, &plain, &[]));
