@@ -2,7 +2,8 @@
 //! two interleaved round by round so that both see the same machine load, with a check that
 //! both produced the same folds. `bench data` and `bench model` do the same for the input
 //! pipeline (against torchvision's DataLoader) and for the ResNets' train step and forward
-//! (against PyTorch eager on the CPU).
+//! (against PyTorch eager on the CPU). `bench train` times the whole default job
+//! (`configs/default.toml`) end to end against the same job written in PyTorch.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,11 @@ enum Target {
     /// the CPU, resnet18 on 64² and CIFAR ResNet-20 on 32², batch 32, against PyTorch eager;
     /// both sides on 2 threads.
     Model,
+    /// The default job (`cv train --config configs/default.toml`: digits, CIFAR ResNet-20,
+    /// stratified 5-fold CV, 15 epochs) end to end against the same job in PyTorch on the CPU
+    /// (2 threads); wall time and mean ± std validation accuracy. Minutes per side and round:
+    /// at most 2 rounds are run whatever `--rounds` says (`--rounds 1` is the intended use).
+    Train,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -55,6 +61,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Target::Split => bench_split(&args),
         Target::Data => bench_data(&args),
         Target::Model => bench_model(&args),
+        Target::Train => bench_train(&args),
     }
 }
 
@@ -358,5 +365,107 @@ fn bench_model(args: &BenchArgs) -> Result<()> {
             bits.join(", ")
         );
     }
+    Ok(())
+}
+
+/// Rounds of `bench train` at most: each side takes minutes per round.
+const TRAIN_MAX_ROUNDS: usize = 2;
+
+/// Threads for PyTorch in `bench train` (the machine's two cores; cv uses all cores).
+const TRAIN_THREADS: u64 = 2;
+
+/// Mean and sample standard deviation of `values`.
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+fn bench_train(args: &BenchArgs) -> Result<()> {
+    ensure!(args.rounds > 0, "--rounds must be at least 1");
+    let rounds = args.rounds.min(TRAIN_MAX_ROUNDS);
+    let root = workspace_root();
+    eprintln!("building cv (release)…");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "cv-cli"])
+        .status()?;
+    ensure!(status.success(), "cargo build of cv-cli failed");
+    let cv_bin = root.join("target/release/cv");
+    let script = root.join("crates/cv-cli/benches/pytorch_default_job.py");
+    let threads = TRAIN_THREADS.to_string();
+
+    // Per round: (wall seconds, mean accuracy, std accuracy).
+    let mut rust: Vec<(f64, f64, f64)> = Vec::new();
+    let mut python: Vec<(f64, f64, f64)> = Vec::new();
+    for round in 1..=rounds {
+        eprintln!("round {round}/{rounds}: cv train…");
+        let run_dir = root.join(format!("target/bench-train/run-{round}"));
+        let mut cmd = Command::new(&cv_bin);
+        cmd.current_dir(&root)
+            .args(["train", "--config", "configs/default.toml", "--run-dir"])
+            .arg(&run_dir)
+            .args(["--force", "--quiet"]);
+        let start = std::time::Instant::now();
+        run_for_stdout(cmd)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let path = run_dir.join("summary.json");
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("bad {}", path.display()))?;
+        let mean = summary["mean"]["accuracy"]
+            .as_f64()
+            .context("summary.json: no mean.accuracy")?;
+        let std = summary["std"]["accuracy"]
+            .as_f64()
+            .context("summary.json: no std.accuracy")?;
+        eprintln!("  cv: {seconds:.1} s, accuracy {mean:.4} ± {std:.4}");
+        rust.push((seconds, mean, std));
+
+        eprintln!("round {round}/{rounds}: PyTorch…");
+        let mut cmd = Command::new(&args.python);
+        cmd.current_dir(&root)
+            .arg(&script)
+            .args(["--threads", &threads, "--quiet"])
+            .env("CUDA_VISIBLE_DEVICES", "");
+        let start = std::time::Instant::now();
+        let (printed, stdout) = run_for_stdout(cmd)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let line = stdout.lines().last().context("no output")?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("bad line from {printed}: {line}"))?;
+        let mean = v["mean_accuracy"].as_f64().context("no mean_accuracy")?;
+        let std = v["std_accuracy"].as_f64().context("no std_accuracy")?;
+        let inner = v["seconds"].as_f64().context("no seconds")?;
+        eprintln!(
+            "  PyTorch: {seconds:.1} s ({inner:.1} s after imports), accuracy {mean:.4} ± {std:.4}"
+        );
+        python.push((seconds, mean, std));
+    }
+
+    let summarise = |runs: &[(f64, f64, f64)]| {
+        let mut seconds: Vec<f64> = runs.iter().map(|r| r.0).collect();
+        let means: Vec<f64> = runs.iter().map(|r| r.1).collect();
+        let stds: Vec<f64> = runs.iter().map(|r| r.2).collect();
+        (median(&mut seconds), mean_std(&means).0, mean_std(&stds).0)
+    };
+    let (r_s, r_m, r_sd) = summarise(&rust);
+    let (p_s, p_m, p_sd) = summarise(&python);
+    println!("| default job (digits, ResNet-20, 5 folds × 15 epochs, CPU) | wall time | validation accuracy (mean ± std over folds) |");
+    println!("| --- | --- | --- |");
+    println!("| PyTorch ({TRAIN_THREADS} threads) | {p_s:.1} s | {p_m:.4} ± {p_sd:.4} |");
+    println!("| cv train | {r_s:.1} s | {r_m:.4} ± {r_sd:.4} |");
+    println!("| ratio (cv / PyTorch) | {:.2}× | |", r_s / p_s);
+    println!(
+        "\nwall clock of each whole process, timed by the xtask (median over {rounds} round(s)); \
+         accuracy: the best epoch's validation accuracy per fold, averaged over rounds"
+    );
     Ok(())
 }
