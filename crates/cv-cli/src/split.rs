@@ -29,10 +29,17 @@ pub struct SplitArgs {
     /// File with one class label per line.
     #[arg(
         long,
-        conflicts_with = "manifest",
-        required_unless_present = "manifest"
+        conflicts_with_all = ["manifest", "config"],
+        required_unless_present_any = ["manifest", "config"]
     )]
     labels: Option<PathBuf>,
+    /// A run configuration: its data, holdout and splitter, exactly as `cv train` plans them
+    /// (JSON output: `{"holdout": [...], "folds": [...]}` in data set indices).
+    #[arg(long, conflicts_with_all = ["manifest", "groups"])]
+    config: Option<PathBuf>,
+    /// With --config: override a config value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", requires = "config")]
+    sets: Vec<String>,
     /// Dataset manifest: CSV with a header, e.g. `path,label,group`.
     #[arg(long)]
     manifest: Option<PathBuf>,
@@ -94,6 +101,9 @@ fn parse_seed(s: &str) -> Result<u64, String> {
 }
 
 pub fn run(args: SplitArgs) -> Result<()> {
+    if let Some(path) = &args.config {
+        return run_from_config(path, &args);
+    }
     let method = args.method;
     let (labels, groups, source) = match (&args.labels, &args.manifest) {
         (Some(path), _) => {
@@ -151,7 +161,41 @@ pub fn run(args: SplitArgs) -> Result<()> {
         }
         Format::Csv => csv_assignment(&split, method)?,
     };
-    match &args.output {
+    emit(&args.output, &text)
+}
+
+/// The folds a run of `path` would use, as `cv train` records them in `folds.json`.
+fn run_from_config(path: &std::path::Path, args: &SplitArgs) -> Result<()> {
+    let (config, _) = crate::config::RunConfig::load(path, &args.sets)?;
+    let dataset =
+        cv_data::Dataset::from_manifest(&config.data.manifest, &config.data.columns, None)
+            .with_context(|| format!("cannot read {}", config.data.manifest.display()))?;
+    let (_, plan) = crate::train::plan_folds(&config, &dataset)?;
+    let text = match args.format {
+        Format::Json => serde_json::to_string(&plan)? + "\n",
+        Format::Csv => {
+            // Held-out samples are marked `holdout`; every other sample's (last) test fold.
+            let mut fold_of: Vec<String> = vec![String::new(); dataset.len()];
+            for &i in &plan.holdout {
+                fold_of[i] = "holdout".into();
+            }
+            for fold in &plan.folds {
+                for &i in &fold.test {
+                    fold_of[i as usize] = fold.fold.to_string();
+                }
+            }
+            let mut text = String::from("sample,fold\n");
+            for (sample, fold) in fold_of.iter().enumerate() {
+                writeln!(text, "{sample},{fold}")?;
+            }
+            text
+        }
+    };
+    emit(&args.output, &text)
+}
+
+fn emit(output: &Option<PathBuf>, text: &str) -> Result<()> {
+    match output {
         Some(path) => write_atomic(path, text.as_bytes()),
         None => {
             let mut stdout = std::io::stdout().lock();

@@ -91,53 +91,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         bail!("the data set has problems; nothing was trained or written:\n{report}");
     }
     let tree = SeedTree::new(config.seed);
-    let split_seed = tree.split_seed()?;
-    let labels: Vec<usize> = dataset.labels();
-
-    // Hold out a stratified fraction first, then cross-validate the rest.
-    let (pool, holdout): (Vec<usize>, Vec<usize>) = match config.cv.holdout {
-        Some(fraction) => {
-            let split = StratifiedShuffleSplit::new(1, u64::from(split_seed))?
-                .test_size(Size::Fraction(fraction))
-                .split(&labels)?;
-            let mut pool: Vec<usize> = split.folds[0].train.iter().map(|&i| i as usize).collect();
-            let mut test: Vec<usize> = split.folds[0].test.iter().map(|&i| i as usize).collect();
-            pool.sort_unstable();
-            test.sort_unstable();
-            (pool, test)
-        }
-        None => ((0..dataset.len()).collect(), vec![]),
-    };
-    let pool_labels: Vec<usize> = pool.iter().map(|&i| labels[i]).collect();
-    let groups: Option<Vec<String>> = config.cv.method.uses_groups().then(|| {
-        pool.iter()
-            .map(|&i| dataset.samples[i].group.clone().unwrap_or_default())
-            .collect()
-    });
-    let spec = SplitSpec {
-        method: config.cv.method,
-        n_splits: config.cv.n_splits,
-        seed: config.cv.shuffle.then_some(u64::from(split_seed)),
-        n_repeats: config.cv.n_repeats,
-        test_size: None,
-        train_size: None,
-    };
-    let split = spec
-        .split(pool.len(), Some(&pool_labels), groups.as_deref())
-        .context("cannot split the data set")?;
-    for warning in &split.warnings {
-        eprintln!("warning: {warning}");
-    }
-    // Fold indices in data set positions.
-    let folds: Vec<cv_split::Fold> = split
-        .folds
-        .iter()
-        .map(|f| cv_split::Fold {
-            fold: f.fold,
-            train: f.train.iter().map(|&i| pool[i as usize] as u32).collect(),
-            test: f.test.iter().map(|&i| pool[i as usize] as u32).collect(),
-        })
-        .collect();
+    let (pool, FoldsFile { holdout, folds }) = plan_folds(&config, &dataset)?;
 
     let run_dir = args.run_dir.clone().unwrap_or_else(|| {
         let name = args
@@ -150,11 +104,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .join(format!("{name}-seed{}", config.seed))
     });
     prepare_run_dir(&run_dir, &resolved, args.resume, args.force)?;
-    let folds_file = FoldsFile {
-        holdout: holdout.clone(),
-        folds: folds.clone(),
-    };
-    write_json(&run_dir.join("folds.json"), &folds_file)?;
+    write_json(
+        &run_dir.join("folds.json"),
+        &FoldsFile {
+            holdout: holdout.clone(),
+            folds: folds.clone(),
+        },
+    )?;
 
     let model_config = config.model_config(dataset.classes.len());
     let train_config = config.training.train_config();
@@ -370,6 +326,59 @@ pub(crate) fn progress_bar(
         bar.set_style(style.progress_chars("=> "));
     }
     Some(bar)
+}
+
+/// The run's plan: a seeded stratified holdout (if configured), then the configured splitter on
+/// the rest. Returns the cross-validated pool (sorted data set indices) and the folds in data
+/// set indices. Warnings (e.g. a class smaller than the number of folds) go to stderr.
+pub(crate) fn plan_folds(config: &RunConfig, dataset: &Dataset) -> Result<(Vec<usize>, FoldsFile)> {
+    let split_seed = SeedTree::new(config.seed).split_seed()?;
+    let labels: Vec<usize> = dataset.labels();
+    let (pool, holdout): (Vec<usize>, Vec<usize>) = match config.cv.holdout {
+        Some(fraction) => {
+            let split = StratifiedShuffleSplit::new(1, u64::from(split_seed))?
+                .test_size(Size::Fraction(fraction))
+                .split(&labels)?;
+            let sorted = |v: &[u32]| {
+                let mut v: Vec<usize> = v.iter().map(|&i| i as usize).collect();
+                v.sort_unstable();
+                v
+            };
+            (sorted(&split.folds[0].train), sorted(&split.folds[0].test))
+        }
+        None => ((0..dataset.len()).collect(), vec![]),
+    };
+    let pool_labels: Vec<usize> = pool.iter().map(|&i| labels[i]).collect();
+    let groups: Option<Vec<String>> = config.cv.method.uses_groups().then(|| {
+        pool.iter()
+            .map(|&i| dataset.samples[i].group.clone().unwrap_or_default())
+            .collect()
+    });
+    let spec = SplitSpec {
+        method: config.cv.method,
+        n_splits: config.cv.n_splits,
+        seed: config.cv.shuffle.then_some(u64::from(split_seed)),
+        n_repeats: config.cv.n_repeats,
+        test_size: None,
+        train_size: None,
+    };
+    let split = spec
+        .split(pool.len(), Some(&pool_labels), groups.as_deref())
+        .context("cannot split the data set")?;
+    for warning in &split.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let to_dataset = |v: &[u32]| v.iter().map(|&i| pool[i as usize] as u32).collect();
+    let folds = split
+        .folds
+        .iter()
+        .map(|f| cv_split::Fold {
+            fold: f.fold,
+            train: to_dataset(&f.train),
+            test: to_dataset(&f.test),
+        })
+        .collect();
+    Ok((pool, FoldsFile { holdout, folds }))
 }
 
 pub(crate) fn batches(loader: &Loader, epoch: usize) -> Batches<'_> {

@@ -108,6 +108,12 @@ fn reruns_resumes_and_resolved_configs_give_identical_runs() {
     let config = config(dir.path(), &manifest, "");
     let a = dir.path().join("a");
     ok(train(&config, &a, &[]));
+    // `cv split --config` plans exactly the folds the run used.
+    let out = ok(cv(&["split", "--config", config.to_str().unwrap()]));
+    let planned: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let used: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("folds.json")).unwrap()).unwrap();
+    assert_eq!(planned, used);
     // Rerun: byte-identical folds, models, metrics.
     let b = dir.path().join("b");
     ok(train(&config, &b, &[]));
