@@ -28,6 +28,10 @@ pub struct EnsembleArgs {
     /// Keep one model in memory at a time.
     #[arg(long)]
     low_memory: bool,
+    /// Judge on this labelled manifest (its labels must be the run's classes) instead of the
+    /// run's held-out samples.
+    #[arg(long)]
+    test_manifest: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -49,13 +53,6 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
         &std::fs::read_to_string(run.join("folds.json"))
             .with_context(|| format!("{} has no folds.json: is it a run folder?", run.display()))?,
     )?;
-    if folds.holdout.is_empty() {
-        bail!(
-            "{} has no held-out samples (cv.holdout was not set), so there is no unseen data to \
-             judge the ensemble on; rerun cv train with --set cv.holdout=0.1",
-            run.display()
-        );
-    }
     let mut models = Vec::new();
     for fold in &folds.folds {
         let path = run.join(format!("fold-{}/model.safetensors", fold.fold));
@@ -90,7 +87,44 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
             device.clone(),
         )
     };
-    let test = loader(folds.holdout.clone(), false)?;
+    // The unseen samples: a separate test manifest, or the run's held-out samples.
+    let (test_data, test_indices, test_name) = match &args.test_manifest {
+        Some(path) => {
+            let known = dataset.classes.clone();
+            let test = Dataset::from_manifest(path, &config.data.columns, Some(&known))
+                .with_context(|| format!("cannot read the test manifest {}", path.display()))?;
+            let report = cv_data::check(&test, 0);
+            if !report.is_ok() {
+                bail!("the test manifest has problems:\n{report}");
+            }
+            let n = test.len();
+            (
+                Arc::new(test),
+                (0..n).collect(),
+                format!("{} samples of {}", n, path.display()),
+            )
+        }
+        None if folds.holdout.is_empty() => bail!(
+            "{} has no held-out samples (cv.holdout was not set) and no --test-manifest was \
+             given, so there is no unseen data to judge the ensemble on; rerun cv train with \
+             --set cv.holdout=0.1 or pass --test-manifest",
+            run.display()
+        ),
+        None => (
+            Arc::clone(&dataset),
+            folds.holdout.clone(),
+            format!("{} held-out samples", folds.holdout.len()),
+        ),
+    };
+    let test = Loader::new(
+        test_data,
+        test_indices,
+        &config.data.transforms.eval,
+        tree,
+        0,
+        config.loader_config(Sampling::Sequential),
+        device.clone(),
+    )?;
     let score = |model: &cv_model::ResNet| -> Result<Scores> {
         let predictions = predict_probabilities(model, batches(&test, 0))?;
         Ok(Scores::from(&evaluate(&predictions, &classes)?))
@@ -140,9 +174,8 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
         Default::default(),
     )?;
     let markdown = format!(
-        "Held-out samples: {} (never trained on by any fold model).\n\
+        "Judged on {test_name} (never trained on by any fold model).\n\
          BatchNorm recalibrated on {} cross-validated samples ({} batches, eval transforms).\n\n{}",
-        folds.holdout.len(),
         recalibration.samples,
         recalibration.batches,
         comparison.to_markdown()

@@ -642,6 +642,10 @@ fn write_run_json(
         "device": config.training.device.to_string(),
         "threads": config.training.threads.unwrap_or_else(rayon_threads),
         "seconds": started.elapsed().as_secs_f64(),
+        "finished_unix": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default(),
     });
     write_json(&run_dir.join("run.json"), &run)
 }

@@ -200,7 +200,7 @@ fn ensemble_compares_fold_models_on_held_out_samples() {
     ] {
         assert!(table.contains(row), "no {row:?} row in\n{table}");
     }
-    assert!(text.contains("Held-out samples: 9"), "{text}");
+    assert!(text.contains("Judged on 9 held-out samples"), "{text}");
     assert!(run.join("ensemble/averaged.safetensors").exists());
     assert!(run.join("ensemble/averaged.json").exists());
     // The report: folds table, learning-curve charts, confusion matrix, ensemble comparison.
@@ -214,12 +214,32 @@ fn ensemble_compares_fold_models_on_held_out_samples() {
     ] {
         assert!(report.contains(part), "report lacks {part:?}");
     }
-    // Without held-out samples there is nothing unseen to judge on.
+    // Without held-out samples there is nothing unseen to judge on, unless a test manifest is
+    // given (its labels must be the run's classes).
     let plain = dir.path().join("plain");
     ok(train(&config, &plain, &[]));
     let out = cv(&["ensemble", "--run", plain.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cv.holdout"));
+    let out = ok(cv(&[
+        "ensemble",
+        "--run",
+        plain.to_str().unwrap(),
+        "--test-manifest",
+        manifest.to_str().unwrap(),
+    ]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Judged on 36 samples of"));
+    let bad = dir.path().join("bad-test.csv");
+    std::fs::write(&bad, "path,label\nimg00.png,horse\n").unwrap();
+    let out = cv(&[
+        "ensemble",
+        "--run",
+        plain.to_str().unwrap(),
+        "--test-manifest",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown label \"horse\""));
 }
 
 #[test]
@@ -383,4 +403,42 @@ fn sweep_ranks_a_grid_and_refits_the_best() {
         "best not refitted"
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("| 1 | training.lr="));
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dataset(dir.path());
+    let config = config(dir.path(), &manifest, "");
+    let full = dir.path().join("full");
+    ok(train(&config, &full, &["--set", "training.epochs=12"]));
+    // The same run killed (SIGKILL, no chance to clean up) part-way, then resumed.
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cv"))
+        .args([
+            "train",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+            "--run-dir",
+            killed.to_str().unwrap(),
+            "--set",
+            "training.epochs=12",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(900));
+    let _ = child.kill();
+    let _ = child.wait();
+    let resumed = if killed.join("config.toml").exists() {
+        train(
+            &config,
+            &killed,
+            &["--set", "training.epochs=12", "--resume"],
+        )
+    } else {
+        train(&config, &killed, &["--set", "training.epochs=12"])
+    };
+    ok(resumed);
+    same_artefacts(&full, &killed);
 }
