@@ -54,6 +54,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // First, while this is the only thread.
+    cv_model::device::fix_cpu_thread_count();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Split(args) => split::run(args),

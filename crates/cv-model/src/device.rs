@@ -54,6 +54,21 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
+/// Counts the CPU threads once for the whole process.
+///
+/// Unless `RAYON_NUM_THREADS` is set, candle 0.11 works out its thread count on every CPU
+/// operation by reading `/proc/cpuinfo` and the CPU affinity mask: over 100,000 file opens and
+/// 200,000 reads in a short training run, a large share of its time spent in the kernel. This sets
+/// `RAYON_NUM_THREADS` to the count candle itself would choose, once. Results do not depend on the
+/// thread count. Call it at the start of `main`, before any other thread exists (it sets an
+/// environment variable).
+pub fn fix_cpu_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}
+
 /// Why a device cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
