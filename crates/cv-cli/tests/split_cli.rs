@@ -1,7 +1,11 @@
 //! `cv split` end to end: the binary, real files, its output and its refusals.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::cv;
 
 use cv_split::{GroupKFold, StratifiedKFold, StratifiedShuffleSplit};
 
@@ -9,13 +13,6 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn cv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cv"))
-        .args(args)
-        .output()
-        .expect("cv runs")
 }
 
 fn stdout(out: &Output) -> String {

@@ -2,8 +2,12 @@
 //! fold then `--resume` equals a full run, the resolved config repeats the run, and bad input
 //! stops before anything is written.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::cv;
 
 use image::{GrayImage, Luma};
 
@@ -56,13 +60,6 @@ threads = 1
     let path = dir.join("tiny.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn cv(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cv"))
-        .args(args)
-        .output()
-        .expect("cv runs")
 }
 
 fn train(config: &Path, run: &Path, extra: &[&str]) -> Output {
