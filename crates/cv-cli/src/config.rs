@@ -30,6 +30,9 @@ pub struct RunConfig {
     /// `cv train` ignores it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
+    /// Job settings for `cv slurm`. `cv train` ignores them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmSection>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +116,53 @@ pub struct OutputSection {
     /// Where run folders are made.
     #[serde(default = "default_runs_dir")]
     pub runs_dir: PathBuf,
+}
+
+/// How `cv slurm` asks for resources, in sbatch's own formats; each is also a flag, which wins.
+/// Scheduling only: no setting here changes what a fold computes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSection {
+    /// Partition (queue) of the jobs.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// Time limit of each job, e.g. `2:00:00`.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// CPUs per fold task.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per fold task, e.g. `8G`.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<String>,
+    /// GPUs per fold task (`--gres=gpu:N`); set `training.device` to `cuda` to use them.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
+    /// At most this many fold tasks at once (`--array=0-(k-1)%N`).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
+    /// The `cv` the jobs run (default: this one); the compute nodes must see it at this path.
+    #[arg(long = "cv-bin", value_name = "PATH")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv: Option<PathBuf>,
+    /// Also run `cv ensemble` after `cv aggregate` (needs `cv.holdout`).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ensemble: bool,
+    /// Another `#SBATCH` option for both jobs, e.g. `--account=lab` (repeatable).
+    #[arg(
+        long = "sbatch-option",
+        value_name = "OPTION",
+        allow_hyphen_values = true
+    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sbatch_options: Vec<String>,
 }
 
 impl Default for OutputSection {

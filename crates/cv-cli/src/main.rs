@@ -11,6 +11,7 @@ mod output;
 mod predict;
 mod refit;
 mod report;
+mod slurm;
 mod split;
 mod sweep;
 mod train;
@@ -42,6 +43,9 @@ enum Command {
     CheckData(check_data::CheckDataArgs),
     /// Build a run's summary from folds trained separately (`cv train --fold K`).
     Aggregate(train::AggregateArgs),
+    /// Run the folds as a Slurm job array: write the plan and sbatch scripts into the run
+    /// folder (one fold per array task, then `cv aggregate`), and submit them with `--submit`.
+    Slurm(slurm::SlurmArgs),
     /// Cross-validate every combination of a grid of config values and rank them.
     Sweep(sweep::SweepArgs),
     /// Train the final model on every sample with a run's configuration (into `<run>/full/`).
@@ -66,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Refit(args) => refit::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Aggregate(args) => train::aggregate(args),
+        Command::Slurm(args) => slurm::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -102,7 +102,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
         }
         let resume = run.join("config.toml").exists();
         crate::train::run(crate::train::TrainArgs {
-            config: args.config.clone(),
+            config: Some(args.config.clone()),
+            run: None,
             sets: [args.sets.clone(), settings.clone()].concat(),
             run_dir: Some(run.clone()),
             fold: None,

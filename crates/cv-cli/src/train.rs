@@ -24,8 +24,19 @@ use crate::config::RunConfig;
 #[derive(Args)]
 pub struct TrainArgs {
     /// The run configuration (TOML).
-    #[arg(long)]
-    pub(crate) config: PathBuf,
+    #[arg(long, required_unless_present = "run")]
+    pub(crate) config: Option<PathBuf>,
+    /// Train `--fold K` of a run already planned (by `cv slurm`): its `config.toml` and
+    /// `folds.json` are read and only `fold-K/` is written, so that concurrent fold jobs cannot
+    /// corrupt each other. Rerun, it continues from the fold's last epoch checkpoint; a finished
+    /// fold is skipped.
+    #[arg(
+        long,
+        value_name = "RUN_DIR",
+        requires = "fold",
+        conflicts_with_all = ["config", "sets", "run_dir", "resume", "force"]
+    )]
+    pub(crate) run: Option<PathBuf>,
     /// Override a config value, e.g. `--set training.lr=0.01` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub(crate) sets: Vec<String>,
@@ -48,7 +59,7 @@ pub struct TrainArgs {
 }
 
 /// The folds as recorded in `folds.json`: data set indices.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct FoldsFile {
     pub holdout: Vec<usize>,
     pub folds: Vec<cv_split::Fold>,
@@ -71,16 +82,80 @@ struct Summary {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if let Some(run_dir) = &args.run {
+        let k = args.fold.context("--run needs --fold")?;
+        return train_planned_fold(run_dir, k, args.quiet);
+    }
+    let config_path = args.config.as_deref().context("--config is needed")?;
     let started = Instant::now();
-    let (config, resolved) = RunConfig::load(&args.config, &args.sets)?;
+    let (config, resolved) = RunConfig::load(config_path, &args.sets)?;
     let device = config.training.device.open()?;
-    let dataset = Dataset::from_manifest(&config.data.manifest, &config.data.columns, None)
-        .with_context(|| {
-            format!(
-                "cannot read the data set {}",
-                config.data.manifest.display()
-            )
-        })?;
+    let Plan {
+        run_dir,
+        dataset,
+        pool,
+        folds: FoldsFile { holdout, folds },
+    } = plan_run(
+        &config,
+        &resolved,
+        &args
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| default_run_dir(&config, config_path)),
+        args.resume,
+        args.force,
+    )?;
+    let to_train: Vec<usize> = match args.fold {
+        Some(k) => vec![fold_position(&folds, k)?],
+        None => (0..folds.len()).collect(),
+    };
+    let trainer = FoldTrainer {
+        config: &config,
+        dataset: Arc::new(dataset),
+        device,
+        run_dir: &run_dir,
+        n_folds: folds.len(),
+        quiet: args.quiet,
+    };
+    for &k in &to_train {
+        trainer.train(&folds[k])?;
+    }
+    summarise(&run_dir, &config, &trainer.dataset, &pool, &folds)?;
+    write_run_json(&run_dir, &config, config_path, &folds, &holdout, started)?;
+    Ok(())
+}
+
+/// A run folder whose plan is written: the resolved `config.toml` and `folds.json`.
+pub(crate) struct Plan {
+    pub run_dir: PathBuf,
+    pub dataset: Dataset,
+    /// The cross-validated samples (data set indices, sorted): all but the held-out ones.
+    pub pool: Vec<usize>,
+    pub folds: FoldsFile,
+}
+
+/// `<output.runs_dir>/<config name>-seed<seed>`: where a run goes without `--run-dir`.
+pub(crate) fn default_run_dir(config: &RunConfig, config_path: &Path) -> PathBuf {
+    let name = config_path
+        .file_stem()
+        .map_or("run".into(), |s| s.to_string_lossy().into_owned());
+    config
+        .output
+        .runs_dir
+        .join(format!("{name}-seed{}", config.seed))
+}
+
+/// Reads and checks the data set (stopping before anything is written if it has problems),
+/// plans the folds, and writes the plan into `run_dir`, made or checked as `--resume` /
+/// `--force` say. `cv train` and `cv slurm` share it, so a cluster run's plan is a local run's.
+pub(crate) fn plan_run(
+    config: &RunConfig,
+    resolved: &str,
+    run_dir: &Path,
+    resume: bool,
+    force: bool,
+) -> Result<Plan> {
+    let dataset = open_dataset(config)?;
     let n_splits = config
         .cv
         .n_splits
@@ -90,57 +165,132 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if !report.is_ok() {
         bail!("the data set has problems; nothing was trained or written:\n{report}");
     }
-    let tree = SeedTree::new(config.seed);
-    let (pool, FoldsFile { holdout, folds }) = plan_folds(&config, &dataset)?;
+    let (pool, folds) = plan_folds(config, &dataset)?;
+    prepare_run_dir(run_dir, resolved, resume, force)?;
+    write_json(&run_dir.join("folds.json"), &folds)?;
+    Ok(Plan {
+        run_dir: run_dir.to_path_buf(),
+        dataset,
+        pool,
+        folds,
+    })
+}
 
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| {
-        let name = args
-            .config
-            .file_stem()
-            .map_or("run".into(), |s| s.to_string_lossy().into_owned());
-        config
-            .output
-            .runs_dir
-            .join(format!("{name}-seed{}", config.seed))
-    });
-    prepare_run_dir(&run_dir, &resolved, args.resume, args.force)?;
-    write_json(
-        &run_dir.join("folds.json"),
-        &FoldsFile {
-            holdout: holdout.clone(),
-            folds: folds.clone(),
-        },
-    )?;
+/// One fold of a planned run (`cv train --run DIR --fold K`), e.g. as a scheduler's array task.
+/// Writes nothing outside `fold-K/`: the plan is only read, and checked against the data set so
+/// that a manifest changed since planning is refused rather than trained on other folds.
+fn train_planned_fold(run_dir: &Path, k: usize, quiet: bool) -> Result<()> {
+    let config_path = run_dir.join("config.toml");
+    let (config, _) = RunConfig::load(&config_path, &[]).with_context(|| {
+        format!(
+            "{} is not a planned run folder (plan one with `cv slurm` or `cv train`)",
+            run_dir.display()
+        )
+    })?;
+    let device = config.training.device.open()?;
+    let dataset = open_dataset(&config)?;
+    let saved = read_folds(run_dir)?;
+    let (_, planned) = plan_folds(&config, &dataset)?;
+    if planned != saved {
+        bail!(
+            "{} no longer matches the folds planned from {} (the data set changed since the run was planned); plan a new run",
+            run_dir.join("folds.json").display(),
+            config.data.manifest.display()
+        );
+    }
+    let position = fold_position(&saved.folds, k)?;
+    FoldTrainer {
+        config: &config,
+        dataset: Arc::new(dataset),
+        device,
+        run_dir,
+        n_folds: saved.folds.len(),
+        quiet,
+    }
+    .train(&saved.folds[position])
+}
 
-    let model_config = config.model_config(dataset.classes.len());
-    let train_config = config.training.train_config();
-    let dataset = Arc::new(dataset);
-    let to_train: Vec<usize> = match args.fold {
-        Some(k) if k < folds.len() => vec![k],
-        Some(k) => bail!(
+/// Where fold `k` is in `folds`, or an error naming the folds there are.
+fn fold_position(folds: &[cv_split::Fold], k: usize) -> Result<usize> {
+    folds.iter().position(|f| f.fold == k).with_context(|| {
+        format!(
             "--fold {k}: the split has only {} folds (0..{})",
             folds.len(),
             folds.len()
-        ),
-        None => (0..folds.len()).collect(),
-    };
-    for &k in &to_train {
-        let fold = &folds[k];
+        )
+    })
+}
+
+fn open_dataset(config: &RunConfig) -> Result<Dataset> {
+    Dataset::from_manifest(&config.data.manifest, &config.data.columns, None).with_context(|| {
+        format!(
+            "cannot read the data set {}",
+            config.data.manifest.display()
+        )
+    })
+}
+
+/// A run folder's `folds.json`.
+pub(crate) fn read_folds(run_dir: &Path) -> Result<FoldsFile> {
+    let path = run_dir.join("folds.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}: is it a run folder?", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a folds file", path.display()))
+}
+
+/// The model file of fold `k`, and whether it is finished: the sidecar is written last, so a
+/// fold stopped while saving its model counts as unfinished (and is resumed).
+fn fold_model(run_dir: &Path, k: usize) -> (PathBuf, bool) {
+    let path = run_dir.join(format!("fold-{k}/model.safetensors"));
+    let finished = path.exists() && cv_model::checkpoint::sidecar_path(&path).exists();
+    (path, finished)
+}
+
+/// Trains folds of one run into `<run_dir>/fold-<k>/`.
+struct FoldTrainer<'a> {
+    config: &'a RunConfig,
+    dataset: Arc<Dataset>,
+    device: candle_core::Device,
+    run_dir: &'a Path,
+    n_folds: usize,
+    quiet: bool,
+}
+
+impl FoldTrainer<'_> {
+    /// Trains `fold` unless it is finished, continuing from its epoch checkpoint if it has one.
+    /// Writes only inside its fold folder, each file atomically, the model file last.
+    fn train(&self, fold: &cv_split::Fold) -> Result<()> {
+        let Self {
+            config,
+            dataset,
+            device,
+            run_dir,
+            n_folds,
+            quiet,
+        } = self;
+        let (k, n_folds, quiet) = (fold.fold, *n_folds, *quiet);
         let fold_dir = run_dir.join(format!("fold-{k}"));
-        let model_path = fold_dir.join("model.safetensors");
-        if model_path.exists() {
-            if !args.quiet {
+        let (model_path, finished) = fold_model(run_dir, k);
+        if finished {
+            if !quiet {
                 println!("fold {k}: already trained, skipped");
             }
-            continue;
+            return Ok(());
         }
         std::fs::create_dir_all(&fold_dir)
             .with_context(|| format!("cannot create {}", fold_dir.display()))?;
+        let checkpoint_dir = fold_dir.join("checkpoint");
+        if !quiet && checkpoint_dir.join("checkpoint.json").exists() {
+            println!("fold {k}: continuing from its epoch checkpoint");
+        }
+        let tree = SeedTree::new(config.seed);
+        let model_config = config.model_config(dataset.classes.len());
+        let train_config = config.training.train_config();
         // Every fold starts from the same initial weights (or the same pretrained file).
-        let model = build(&model_config, &tree.child("init"), &device)?;
+        let model = build(&model_config, &tree.child("init"), device)?;
         if let Some(pretrained) = &config.model.pretrained {
             let report = cv_model::load_pretrained(&model, pretrained)?;
-            if !args.quiet {
+            if !quiet {
                 println!(
                     "fold {k}: {} tensors loaded from {}, {} skipped, {} missing",
                     report.loaded.len(),
@@ -154,7 +304,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let train_idx: Vec<usize> = fold.train.iter().map(|&i| i as usize).collect();
         let valid_idx: Vec<usize> = fold.test.iter().map(|&i| i as usize).collect();
         let train_loader = Loader::new(
-            Arc::clone(&dataset),
+            Arc::clone(dataset),
             train_idx,
             &config.data.transforms.train,
             tree,
@@ -163,7 +313,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             device.clone(),
         )?;
         let valid_loader = Loader::new(
-            Arc::clone(&dataset),
+            Arc::clone(dataset),
             valid_idx.clone(),
             &config.data.transforms.eval,
             tree,
@@ -172,10 +322,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             device.clone(),
         )?;
         let fold_started = Instant::now();
-        let n_folds = folds.len();
         // A live bar on a terminal; plain lines (one per epoch) in logs and pipes.
         let bar = progress_bar(
-            args.quiet,
+            quiet,
             (train_config.epochs * train_loader.batches_per_epoch()) as u64,
             format!("fold {k} ({}/{n_folds})", k + 1),
         );
@@ -185,7 +334,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             |epoch| batches(&train_loader, epoch),
             |_| batches(&valid_loader, 0),
             &tree.child("dropout").indexed("fold", k as u64),
-            Some(&fold_dir.join("checkpoint")),
+            Some(&checkpoint_dir),
             |p| match p {
                 Progress::Step { loss, .. } => {
                     if let Some(bar) = &bar {
@@ -213,7 +362,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     );
                     match &bar {
                         Some(bar) => bar.println(line),
-                        None if !args.quiet => println!("{line}"),
+                        None if !quiet => println!("{line}"),
                         None => {}
                     }
                 }
@@ -249,9 +398,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &serde_json::json!({"indices": valid_idx, "probabilities": predictions.probabilities, "n_classes": predictions.n_classes}),
         )?;
         write_history(&fold_dir.join("history.csv"), &outcome.history)?;
-        // The model file last: its presence marks the fold as finished.
+        // The model file last: its sidecar, written after the weights, marks the fold finished.
         save_model(&model_path, &outcome.best_weights, &sidecar)?;
-        if !args.quiet {
+        if !quiet {
             println!(
                 "fold {k}: best epoch {} (valid accuracy {:.4}), {:.0} s",
                 outcome.best_epoch + 1,
@@ -259,10 +408,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 fold_started.elapsed().as_secs_f64()
             );
         }
+        Ok(())
     }
-    summarise(&run_dir, &config, &dataset, &pool, &folds)?;
-    write_run_json(&run_dir, &config, &args.config, &folds, &holdout, started)?;
-    Ok(())
 }
 
 #[derive(Args)]
@@ -277,21 +424,8 @@ pub struct AggregateArgs {
 pub fn aggregate(args: AggregateArgs) -> Result<()> {
     let run_dir = &args.run;
     let (config, _) = RunConfig::load(&run_dir.join("config.toml"), &[])?;
-    let folds: FoldsFile = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.join("folds.json")).with_context(|| {
-            format!(
-                "{} has no folds.json: is it a run folder?",
-                run_dir.display()
-            )
-        })?,
-    )?;
-    let dataset = Dataset::from_manifest(&config.data.manifest, &config.data.columns, None)
-        .with_context(|| {
-            format!(
-                "cannot read the data set {}",
-                config.data.manifest.display()
-            )
-        })?;
+    let folds = read_folds(run_dir)?;
+    let dataset = open_dataset(&config)?;
     let held_out: std::collections::BTreeSet<usize> = folds.holdout.iter().copied().collect();
     let pool: Vec<usize> = (0..dataset.len())
         .filter(|i| !held_out.contains(i))
@@ -300,7 +434,7 @@ pub fn aggregate(args: AggregateArgs) -> Result<()> {
         .folds
         .iter()
         .map(|f| f.fold)
-        .filter(|k| !run_dir.join(format!("fold-{k}/model.safetensors")).exists())
+        .filter(|&k| !fold_model(run_dir, k).1)
         .collect();
     if !missing.is_empty() {
         eprintln!("warning: folds {missing:?} are not finished; summarising the others");
@@ -474,8 +608,8 @@ fn summarise(
     let position: BTreeMap<usize, usize> = pool.iter().enumerate().map(|(p, &i)| (i, p)).collect();
     for fold in folds {
         let fold_dir = run_dir.join(format!("fold-{}", fold.fold));
-        let model_path = fold_dir.join("model.safetensors");
-        if !model_path.exists() {
+        let (model_path, finished) = fold_model(run_dir, fold.fold);
+        if !finished {
             continue;
         }
         let sidecar = cv_model::checkpoint::load_sidecar(&model_path)?;

@@ -4,99 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 
-use common::cv;
-
-use image::{GrayImage, Luma};
-
-const FILES: [&str; 6] = [
-    "folds.json",
-    "summary.json",
-    "oof.csv",
-    "fold-0/model.safetensors",
-    "fold-1/model.json",
-    "fold-2/history.csv",
-];
-
-/// 36 8×8 gray images in 3 classes (class k lights rows 3k..3k+2) and a manifest.
-fn dataset(dir: &Path) -> PathBuf {
-    let mut manifest = String::from("path,label\n");
-    for i in 0..36u32 {
-        let class = i % 3;
-        let img = GrayImage::from_fn(8, 8, |x, y| {
-            let lit = y / 3 == class;
-            Luma([if lit { 200 } else { 30 } + ((x * 7 + y * 3 + i) % 40) as u8])
-        });
-        let name = format!("img{i:02}.png");
-        img.save(dir.join(&name)).unwrap();
-        manifest.push_str(&format!("{name},c{class}\n"));
-    }
-    let path = dir.join("manifest.csv");
-    std::fs::write(&path, manifest).unwrap();
-    path
-}
-
-fn config(dir: &Path, manifest: &Path, extra: &str) -> PathBuf {
-    let text = format!(
-        r#"seed = 3
-[data]
-manifest = "{}"
-channels = 1
-[model]
-architecture = {{ cifar-resnet = {{ depth = 8 }} }}
-[cv]
-n_splits = 3
-[training]
-epochs = 2
-lr = 0.05
-batch_size = 8
-threads = 1
-{extra}
-"#,
-        manifest.display()
-    );
-    let path = dir.join("tiny.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn train(config: &Path, run: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "train",
-        "--quiet",
-        "--config",
-        config.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    cv(&args)
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "cv failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn same_artefacts(a: &Path, b: &Path) {
-    for file in FILES {
-        let (x, y) = (std::fs::read(a.join(file)), std::fs::read(b.join(file)));
-        assert!(x.is_ok(), "{} missing", a.join(file).display());
-        assert_eq!(
-            x.unwrap(),
-            y.unwrap(),
-            "{file} differs between {} and {}",
-            a.display(),
-            b.display()
-        );
-    }
-}
+use common::{config, cv, dataset, ok, same_artefacts, train};
 
 #[test]
 fn reruns_resumes_and_resolved_configs_give_identical_runs() {
