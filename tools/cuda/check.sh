@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Type-checks every crate with the `cuda` feature on a machine without a CUDA toolkit, using the
 # stand-in nvcc beside this script (CI runs this: a change that breaks the CUDA build goes red).
-# It checks only; never link or run what it builds.
+# It checks only; never link or run what it builds. A real CUDA build: `cargo xtask build-cuda`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."

@@ -1,6 +1,8 @@
-//! `cargo xtask …`: the project's own tasks: the default job, benchmarks and synthetic data sets.
+//! `cargo xtask …`: the project's own tasks: the default job, benchmarks, synthetic data sets and
+//! the CUDA build.
 
 mod bench;
+mod cuda;
 mod synth;
 
 use std::path::Path;
@@ -36,6 +38,11 @@ enum Task {
     /// Write a synthetic labelled image set (learnable shapes, imbalanced classes) for scale
     /// tests and loader benchmarks.
     Synth(synth::SynthArgs),
+    /// Build a release `cv` that can train on NVIDIA GPUs (`--features cuda`) into
+    /// `target/cuda/release/cv`, with a pinned CUDA 13.0 toolkit from PyPI laid out under
+    /// `target/cuda-toolkit/` (or your own toolkit when `CUDA_HOME` is set).
+    #[command(alias = "cuda-build")]
+    BuildCuda(cuda::BuildCudaArgs),
 }
 
 fn main() -> Result<()> {
@@ -44,6 +51,7 @@ fn main() -> Result<()> {
         Task::Ensemble { args } => ensemble(&args),
         Task::Bench(args) => bench::run(args),
         Task::Synth(args) => synth::run(args),
+        Task::BuildCuda(args) => cuda::run(args),
     }
 }
 
