@@ -58,9 +58,15 @@ impl Conv2d {
         })
     }
 
-    /// `[N, in, H, W]` → `[N, out, H', W']`.
+    /// `[N, in, H, W]` → `[N, out, H', W']` (foldwise's own kernels on the CPU, candle's on
+    /// CUDA).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?)
+        Ok(cv_kernels::conv2d(
+            x,
+            self.weight.as_tensor(),
+            self.padding,
+            self.stride,
+        )?)
     }
 }
 
@@ -70,7 +76,8 @@ impl Conv2d {
 ///
 /// Built on `candle_nn::BatchNorm`, which does exactly that; its running statistics are the
 /// very `Var`s registered in [`crate::Params`] as [`ParamKind::Buffer`] (they share storage), so
-/// a train-mode forward updates what a checkpoint saves.
+/// a train-mode forward updates what a checkpoint saves. On the CPU, train mode runs foldwise's
+/// fused kernel (`cv_kernels::batch_norm_train`) and updates those variables the same way.
 #[derive(Debug, Clone)]
 pub struct BatchNorm2d {
     name: String,
@@ -175,7 +182,32 @@ impl BatchNorm2d {
                 });
             }
         }
-        Ok(self.inner.forward_t(x, train)?)
+        if train && cv_kernels::is_cpu_f32(x) {
+            self.forward_train_cpu(x)
+        } else {
+            Ok(self.inner.forward_t(x, train)?)
+        }
+    }
+
+    /// Train mode on the CPU: foldwise's fused kernel, then the running statistics updated as
+    /// candle would (`(1 − m)·running + m·batch`, the variance unbiased).
+    fn forward_train_cpu(&self, x: &Tensor) -> Result<Tensor> {
+        let Some((weight, bias)) = self.inner.weight_and_bias() else {
+            return Ok(self.inner.forward_t(x, true)?);
+        };
+        let (y, stats) = cv_kernels::batch_norm_train(x, weight, bias, self.inner.eps())?;
+        let m = self.inner.momentum();
+        let channels = stats.mean.len();
+        let unbias = stats.count as f64 / (stats.count - 1) as f64;
+        let update = |running: &Tensor, batch: Vec<f32>, scale: f64| -> Result<()> {
+            let batch = Tensor::from_vec(batch, channels, x.device())?;
+            let updated = ((running * (1.0 - m))? + (batch * (m * scale))?)?;
+            // `running` is the variable's own tensor, so this is the variable a checkpoint saves.
+            Ok(Var::from_tensor(running)?.set(&updated)?)
+        };
+        update(self.inner.running_mean(), stats.mean, 1.0)?;
+        update(self.inner.running_var(), stats.variance, unbias)?;
+        Ok(y)
     }
 }
 
@@ -342,9 +374,10 @@ impl Dropout {
     }
 }
 
-/// ReLU (kept here so the model code reads like torchvision's).
+/// ReLU (kept here so the model code reads like torchvision's): foldwise's kernel on the CPU,
+/// whose gradient stops where the output is 0, as PyTorch's does.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    Ok(x.relu()?)
+    Ok(cv_kernels::relu(x)?)
 }
 
 #[cfg(test)]

@@ -1,0 +1,304 @@
+//! Train-mode 2-D BatchNorm on the CPU as one custom op with its own backward.
+//!
+//! candle composes a train-mode BatchNorm from a dozen tensor ops (mean, centring, square,
+//! mean, sqrt, division, affine), each a pass over the activations with a fresh allocation, and
+//! its backward from as many again; after the convolutions, that was most of a ResNet train
+//! step. Here the forward is two passes (statistics, then normalise and scale) and the backward
+//! two (per-channel sums, then the input gradient).
+//!
+//! Deterministic: each channel's sums run on one thread in a fixed order (in `f64`), every other
+//! element is written by one thread, so the bits never depend on the thread count.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use candle_core::{CpuStorage, CustomOp3, Error, Layout, Result, Shape, Tensor};
+
+use crate::contiguous_f32;
+use rayon::prelude::*;
+
+/// The statistics of one batch, per channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchStats {
+    /// Mean over the batch and the spatial positions.
+    pub mean: Vec<f32>,
+    /// Biased variance (divided by the count), as used to normalise.
+    pub variance: Vec<f32>,
+    /// Values per channel the statistics were taken over (`N·H·W`).
+    pub count: usize,
+}
+
+/// Train-mode BatchNorm of `x [N, C, H, W]` (or `[N, C]`): `(x − mean) / sqrt(var + eps) · weight
+/// + bias` with the batch's own per-channel mean and biased variance, which are returned beside
+/// the output so that the caller can update its running statistics. CPU and `f32` only (see
+/// [`crate::is_cpu_f32`]); `weight` and `bias` are `[C]`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+///
+/// let x = Tensor::new(&[[1f32, 3.], [3., 5.]], &Device::Cpu)?; // [N = 2, C = 2]
+/// let ones = Tensor::ones(2, candle_core::DType::F32, &Device::Cpu)?;
+/// let (y, stats) = cv_kernels::batch_norm_train(&x, &ones, &ones.zeros_like()?, 0.0)?;
+/// assert_eq!(stats.mean, [2., 4.]);
+/// assert_eq!(y.to_vec2::<f32>()?, [[-1., -1.], [1., 1.]]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn batch_norm_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, BatchStats)> {
+    let saved = Arc::new(Mutex::new(None));
+    let op = BatchNorm {
+        eps,
+        saved: Arc::clone(&saved),
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    // Cloned, not taken: the backward reads the same statistics.
+    let stats = saved
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .map(|saved| saved.stats.clone())
+        .ok_or_else(|| {
+            Error::Msg("cv-kernels batch_norm: the forward kept no statistics".into())
+        })?;
+    Ok((y, stats))
+}
+
+/// The sizes of one BatchNorm input: `N`, `C` and the positions per plane (`H·W`, or 1).
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    batch: usize,
+    channels: usize,
+    plane: usize,
+}
+
+impl Geometry {
+    fn new(layout: &Layout) -> Result<Self> {
+        match *layout.dims() {
+            [batch, channels] => Ok(Self {
+                batch,
+                channels,
+                plane: 1,
+            }),
+            [batch, channels, h, w] => Ok(Self {
+                batch,
+                channels,
+                plane: h * w,
+            }),
+            ref dims => Err(Error::Msg(format!(
+                "cv-kernels batch_norm: expects [N, C, H, W] or [N, C], got shape {dims:?}"
+            ))),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.batch * self.plane
+    }
+
+    /// The planes (`plane` values each) of channel `c`, one per image.
+    fn planes<'a>(&self, t: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> {
+        let (plane, channels) = (self.plane, self.channels);
+        (0..self.batch).map(move |n| &t[(n * channels + c) * plane..][..plane])
+    }
+}
+
+/// The statistics a forward leaves for its backward (and for the caller).
+#[derive(Debug, Clone)]
+struct Saved {
+    stats: BatchStats,
+    inv_std: Vec<f32>,
+}
+
+/// Per-channel mean and biased variance, two passes in `f64`.
+fn statistics(x: &[f32], g: &Geometry, eps: f64) -> Saved {
+    let count = g.count().max(1) as f64;
+    let (mean, (variance, inv_std)): (Vec<f32>, (Vec<f32>, Vec<f32>)) = (0..g.channels)
+        .into_par_iter()
+        .map(|c| {
+            let sum: f64 = g.planes(x, c).flatten().map(|&v| v as f64).sum();
+            let mean = sum / count;
+            let squares: f64 = g
+                .planes(x, c)
+                .flatten()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum();
+            let variance = squares / count;
+            (
+                mean as f32,
+                (variance as f32, (1.0 / (variance + eps).sqrt()) as f32),
+            )
+        })
+        .unzip();
+    Saved {
+        stats: BatchStats {
+            mean,
+            variance,
+            count: g.count(),
+        },
+        inv_std,
+    }
+}
+
+/// A per-channel parameter: `[C]`, f32.
+fn per_channel<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+    g: &Geometry,
+) -> Result<&'a [f32]> {
+    let data = contiguous_f32(storage, layout, "batch_norm", what)?;
+    if layout.dims() != [g.channels] {
+        return Err(Error::Msg(format!(
+            "cv-kernels batch_norm: the {what} has shape {:?}, expected [{}]",
+            layout.dims(),
+            g.channels
+        )));
+    }
+    Ok(data)
+}
+
+/// The forward; keeps its statistics in `saved` for the caller and the backward.
+struct BatchNorm {
+    eps: f64,
+    saved: Arc<Mutex<Option<Saved>>>,
+}
+
+impl CustomOp3 for BatchNorm {
+    fn name(&self) -> &'static str {
+        "cv-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(l1)?;
+        let x = contiguous_f32(s1, l1, "batch_norm", "input")?;
+        let weight = per_channel(s2, l2, "weight", &g)?;
+        let bias = per_channel(s3, l3, "bias", &g)?;
+        let saved = statistics(x, &g, self.eps);
+        let mut y = vec![0f32; x.len()];
+        if !y.is_empty() {
+            y.par_chunks_mut(g.plane)
+                .zip(x.par_chunks(g.plane))
+                .enumerate()
+                .for_each(|(q, (y, x))| {
+                    let c = q % g.channels;
+                    let scale = weight[c] * saved.inv_std[c];
+                    let shift = bias[c] - saved.stats.mean[c] * scale;
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = x * scale + shift;
+                    }
+                });
+        }
+        *self.saved.lock().unwrap_or_else(PoisonError::into_inner) = Some(saved);
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        _output: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let saved = self
+            .saved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| Error::Msg("cv-kernels batch_norm: backward before forward".into()))?;
+        let op = BatchNormGrad { saved };
+        // One flat result: dx, then d(weight), then d(bias).
+        let packed = x.apply_op3_no_bwd(&grad.contiguous()?, weight, &op)?;
+        let (total, channels) = (x.elem_count(), weight.elem_count());
+        let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
+        let dweight = packed.narrow(0, total, channels)?;
+        let dbias = packed.narrow(0, total + channels, channels)?;
+        Ok((Some(dx), Some(dweight), Some(dbias)))
+    }
+}
+
+/// The backward from `(x, dL/dy, weight)`, packed as `[dx…, dweight…, dbias…]`:
+/// `dbias = Σ dy`, `dweight = Σ dy·x̂`, `dx = weight·inv_std·(dy − dbias/M − x̂·dweight/M)`.
+struct BatchNormGrad {
+    saved: Saved,
+}
+
+impl CustomOp3 for BatchNormGrad {
+    fn name(&self) -> &'static str {
+        "cv-batch-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(l1)?;
+        let x = contiguous_f32(s1, l1, "batch_norm", "input")?;
+        let grad = contiguous_f32(s2, l2, "batch_norm", "output gradient")?;
+        let weight = per_channel(s3, l3, "weight", &g)?;
+        if l2.dims() != l1.dims() {
+            return Err(Error::Msg(format!(
+                "cv-kernels batch_norm: the output gradient has shape {:?}, expected {:?}",
+                l2.dims(),
+                l1.dims()
+            )));
+        }
+        let Saved { stats, inv_std } = &self.saved;
+        let (sum_dy, sum_dy_xhat): (Vec<f64>, Vec<f64>) = (0..g.channels)
+            .into_par_iter()
+            .map(|c| {
+                let (mean, inv_std) = (stats.mean[c] as f64, inv_std[c] as f64);
+                g.planes(grad, c)
+                    .flatten()
+                    .zip(g.planes(x, c).flatten())
+                    .fold((0f64, 0f64), |(dy, dy_xhat), (&d, &v)| {
+                        let d = d as f64;
+                        (dy + d, dy_xhat + d * (v as f64 - mean) * inv_std)
+                    })
+            })
+            .unzip();
+        let count = g.count().max(1) as f32;
+        let total = x.len();
+        let mut out = vec![0f32; total + 2 * g.channels];
+        let (dx, dparams) = out.split_at_mut(total);
+        if total > 0 {
+            dx.par_chunks_mut(g.plane)
+                .zip(grad.par_chunks(g.plane).zip(x.par_chunks(g.plane)))
+                .enumerate()
+                .for_each(|(q, (dx, (dy, x)))| {
+                    let c = q % g.channels;
+                    let (mean, inv_std) = (stats.mean[c], inv_std[c]);
+                    let scale = weight[c] * inv_std;
+                    let mean_dy = sum_dy[c] as f32 / count;
+                    let mean_dy_xhat = sum_dy_xhat[c] as f32 / count;
+                    for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+                        let xhat = (x - mean) * inv_std;
+                        *dx = scale * (dy - mean_dy - xhat * mean_dy_xhat);
+                    }
+                });
+        }
+        let (dweight, dbias) = dparams.split_at_mut(g.channels);
+        for c in 0..g.channels {
+            dweight[c] = sum_dy_xhat[c] as f32;
+            dbias[c] = sum_dy[c] as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(total + 2 * g.channels)))
+    }
+}

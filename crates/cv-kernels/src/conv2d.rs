@@ -1,0 +1,631 @@
+//! 2-D convolution for training on the CPU: im2col + GEMM forward, and a backward of its own
+//! (input gradient by GEMM + col2im, weight gradient by GEMM), plugged into candle as a custom op.
+//!
+//! candle 0.11 computes a CPU convolution's input gradient with a plain-loop
+//! `conv_transpose2d`, and computes it even for a network's first layer, where nothing needs it;
+//! that made a ResNet train step ~10× slower than PyTorch's. Here all three products are GEMMs
+//! over the whole batch at once (the `gemm` crate candle uses), on a channel-major layout
+//! (`[C·KH·KW, N·H'·W']`), so every GEMM is large even when the images are small.
+//!
+//! Deterministic: each output element is written by one thread in a fixed order (im2col, col2im
+//! and the layout changes are split over rows, planes or channels; `gemm` splits over the
+//! output's rows and columns only, never the summed dimension), so the results and gradients
+//! are the same bits with any number of threads.
+
+use candle_core::{CpuStorage, CustomOp2, DType, Error, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::contiguous_f32;
+
+/// `x [N, C, H, W]` convolved with `weight [O, C, KH, KW]` → `[N, O, H', W']`: zero padding of
+/// `padding` on every side, the same `stride` in both directions, no dilation, one group,
+/// no bias (the contract of candle's `Tensor::conv2d(weight, padding, stride, 1, 1)`).
+///
+/// On the CPU in `f32`, the foldwise kernels with their own backward; anywhere else (CUDA,
+/// other dtypes), candle's own convolution.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+///
+/// let x = Tensor::ones((1, 1, 3, 3), candle_core::DType::F32, &Device::Cpu)?;
+/// let w = Tensor::ones((1, 1, 3, 3), candle_core::DType::F32, &Device::Cpu)?;
+/// let y = cv_kernels::conv2d(&x, &w, 1, 1)?;
+/// // The centre sees all nine ones; a corner sees four.
+/// assert_eq!(y.flatten_all()?.to_vec1::<f32>()?, [4., 6., 4., 6., 9., 6., 4., 6., 4.]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn conv2d(x: &Tensor, weight: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+    if crate::is_cpu_f32(x) && weight.dtype() == DType::F32 {
+        x.contiguous()?
+            .apply_op2(&weight.contiguous()?, Conv2d { padding, stride })
+    } else {
+        x.conv2d(weight, padding, stride, 1, 1)
+    }
+}
+
+/// The sizes of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    batch: usize,
+    in_channels: usize,
+    height: usize,
+    width: usize,
+    out_channels: usize,
+    kernel_h: usize,
+    kernel_w: usize,
+    stride: usize,
+    padding: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+impl Geometry {
+    fn new(
+        [batch, in_channels, height, width]: [usize; 4],
+        out_channels: usize,
+        (kernel_h, kernel_w): (usize, usize),
+        conv: Conv2d,
+    ) -> Result<Self> {
+        let Conv2d { padding, stride } = conv;
+        if stride == 0 {
+            return Err(Error::Msg(
+                "cv-kernels conv2d: stride must be at least 1".into(),
+            ));
+        }
+        let (padded_h, padded_w) = (height + 2 * padding, width + 2 * padding);
+        if kernel_h == 0 || kernel_w == 0 || padded_h < kernel_h || padded_w < kernel_w {
+            return Err(Error::Msg(format!(
+                "cv-kernels conv2d: a {kernel_h}x{kernel_w} kernel does not fit a \
+                 {height}x{width} input padded by {padding}"
+            )));
+        }
+        Ok(Self {
+            batch,
+            in_channels,
+            height,
+            width,
+            out_channels,
+            kernel_h,
+            kernel_w,
+            stride,
+            padding,
+            out_h: (padded_h - kernel_h) / stride + 1,
+            out_w: (padded_w - kernel_w) / stride + 1,
+        })
+    }
+
+    /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
+    fn rows(&self) -> usize {
+        self.in_channels * self.kernel_h * self.kernel_w
+    }
+
+    /// Output positions of one image.
+    fn positions(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    fn output_dims(&self) -> [usize; 4] {
+        [self.batch, self.out_channels, self.out_h, self.out_w]
+    }
+
+    /// The output columns `ox` whose input column `ox·stride + j − padding` lies inside the
+    /// image, for kernel column `j`.
+    fn valid_cols(&self, j: usize) -> std::ops::Range<usize> {
+        let (s, p) = (self.stride, self.padding);
+        // With more padding than image, a kernel column can miss the image altogether.
+        let lo = p.saturating_sub(j).div_ceil(s).min(self.out_w);
+        let hi = if self.width + p > j {
+            ((self.width + p - j - 1) / s + 1).min(self.out_w)
+        } else {
+            0
+        };
+        lo..hi.max(lo)
+    }
+
+    /// The input row of output row `oy` for kernel row `i`, if inside the image.
+    fn input_row(&self, oy: usize, i: usize) -> Option<usize> {
+        (oy * self.stride + i)
+            .checked_sub(self.padding)
+            .filter(|&y| y < self.height)
+    }
+}
+
+/// Scratch floats one block of images may use for its im2col matrix: about a core's L2 cache,
+/// so that the matrix is still cached when the GEMM reads it.
+const BLOCK_FLOATS: usize = 160 * 1024;
+
+/// Weight-gradient partial sums at most: blocks are dealt round-robin to this many
+/// accumulators (a number fixed by the shape, never by the thread count, so the summation order
+/// and the bits stay the same with any number of threads).
+const MAX_PARTIALS: usize = 8;
+
+/// Columns (output positions) a weight-gradient GEMM sums over at least, where the batch has
+/// them: fewer would spend the time re-reading the partial sum instead of multiplying.
+const MIN_WEIGHT_GRAD_COLS: usize = 512;
+
+impl Geometry {
+    /// Images per block: as many as fit [`BLOCK_FLOATS`], at least one.
+    fn block_images(&self) -> usize {
+        (BLOCK_FLOATS / (self.rows() * self.positions()).max(1)).clamp(1, self.batch.max(1))
+    }
+
+    /// Images per block of the weight gradient: also enough for [`MIN_WEIGHT_GRAD_COLS`].
+    fn weight_grad_block_images(&self) -> usize {
+        let enough = MIN_WEIGHT_GRAD_COLS.div_ceil(self.positions().max(1));
+        self.block_images().max(enough).min(self.batch.max(1))
+    }
+}
+
+/// Writes the im2col matrix `[C·KH·KW, nb·H'·W']` of the `nb` images `x [nb, C, H, W]` into
+/// `col`: row `(c, i, j)`, column `(n, oy, ox)` holds `x[n, c, oy·s + i − p, ox·s + j − p]`, or
+/// 0 in the padding (every entry is written: `col` is reused scratch).
+fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
+    let (positions, plane) = (g.positions(), g.height * g.width);
+    let images = x.len() / (g.in_channels * plane).max(1);
+    let cols = images * positions;
+    for (r, row) in col.chunks_exact_mut(cols.max(1)).enumerate() {
+        let (c, i, j) = (
+            r / (g.kernel_h * g.kernel_w),
+            (r / g.kernel_w) % g.kernel_h,
+            r % g.kernel_w,
+        );
+        let valid = g.valid_cols(j);
+        for n in 0..images {
+            let image = &x[(n * g.in_channels + c) * plane..][..plane];
+            let out = &mut row[n * positions..][..positions];
+            for (oy, dst) in out.chunks_exact_mut(g.out_w).enumerate() {
+                let Some(y) = g.input_row(oy, i) else {
+                    dst.fill(0.0);
+                    continue;
+                };
+                let src = &image[y * g.width..][..g.width];
+                dst[..valid.start].fill(0.0);
+                dst[valid.end..].fill(0.0);
+                if g.stride == 1 {
+                    let shift = valid.start + j - g.padding;
+                    dst[valid.clone()].copy_from_slice(&src[shift..][..valid.len()]);
+                } else {
+                    for ox in valid.clone() {
+                        dst[ox] = src[ox * g.stride + j - g.padding];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each entry of `dcol [C·KH·KW, nb·H'·W']` into the input
+/// position it was copied from, in `dx [nb, C, H, W]` (zeroed by the caller).
+fn col2im(dcol: &[f32], g: &Geometry, dx: &mut [f32]) {
+    let (positions, plane) = (g.positions(), g.height * g.width);
+    let images = dx.len() / (g.in_channels * plane).max(1);
+    let cols = images * positions;
+    for (q, image) in dx.chunks_exact_mut(plane.max(1)).enumerate() {
+        let (n, c) = (q / g.in_channels, q % g.in_channels);
+        for i in 0..g.kernel_h {
+            for j in 0..g.kernel_w {
+                let valid = g.valid_cols(j);
+                let r = (c * g.kernel_h + i) * g.kernel_w + j;
+                let src = &dcol[r * cols + n * positions..][..positions];
+                for (oy, line) in src.chunks_exact(g.out_w).enumerate() {
+                    let Some(y) = g.input_row(oy, i) else {
+                        continue;
+                    };
+                    let dst = &mut image[y * g.width..][..g.width];
+                    for ox in valid.clone() {
+                        dst[ox * g.stride + j - g.padding] += line[ox];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `t [nb, C, P]` as `[C, nb·P]`: `t` itself for one image, else a copy into `scratch`.
+fn channel_major<'a>(
+    t: &'a [f32],
+    channels: usize,
+    positions: usize,
+    scratch: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    let images = t.len() / (channels * positions).max(1);
+    if images == 1 {
+        return t;
+    }
+    scratch.resize(t.len(), 0.0);
+    for (c, row) in scratch.chunks_exact_mut(images * positions).enumerate() {
+        for (n, dst) in row.chunks_exact_mut(positions).enumerate() {
+            dst.copy_from_slice(&t[(n * channels + c) * positions..][..positions]);
+        }
+    }
+    scratch
+}
+
+/// Reusable buffers of one worker thread.
+#[derive(Default)]
+struct Scratch {
+    col: Vec<f32>,
+    product: Vec<f32>,
+    gathered: Vec<f32>,
+}
+
+/// Resized `buffer`, `len` long.
+fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buffer.resize(len, 0.0);
+    &mut buffer[..len]
+}
+
+/// A matrix operand: element `(r, k)` at `data[r·row_stride + k·col_stride]`.
+struct Strided<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Strided<'a> {
+    fn row_major(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of the row-major matrix with `cols` columns in `data`.
+    fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst [m, n] (row-major) = lhs [m, k] · rhs [k, n]`, plus the old `dst` when `accumulate`.
+/// `threaded`: let `gemm` split the product over the current rayon pool (its split never
+/// changes the bits).
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Strided<'_>,
+    rhs: Strided<'_>,
+    threaded: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // The bounds `gemm` relies on; a failure here is a bug in this module, not a user error.
+    assert!(
+        dst.len() >= m * n && lhs.covers(m, k) && rhs.covers(k, n),
+        "cv-kernels matmul operands out of bounds"
+    );
+    let threads = rayon::current_num_threads();
+    let parallelism = if threaded && threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `dst` holds m·n elements written with row stride n; both operands were checked
+    // above to lie inside their slices for every (row, col) the product reads.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `y [N, O, H', W']` of `x` and `weight [O, C·KH·KW]`: per block of images, im2col then one GEMM.
+fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+    let (rows, positions, o) = (g.rows(), g.positions(), g.out_channels);
+    let per_block = g.block_images();
+    let image_in = g.in_channels * g.height * g.width;
+    let mut y = vec![0f32; g.batch * o * positions];
+    let threaded = g.batch.div_ceil(per_block) < rayon::current_num_threads();
+    if y.is_empty() {
+        return y;
+    }
+    y.par_chunks_mut(per_block * o * positions)
+        .enumerate()
+        .for_each_init(Scratch::default, |scratch, (block, y)| {
+            let images = y.len() / (o * positions);
+            let cols = images * positions;
+            let x = &x[block * per_block * image_in..][..images * image_in];
+            let col = sized(&mut scratch.col, rows * cols);
+            im2col(x, g, col);
+            let (lhs, rhs) = (
+                Strided::row_major(weight, rows),
+                Strided::row_major(col, cols),
+            );
+            if images == 1 {
+                matmul((o, cols, rows), y, false, lhs, rhs, threaded);
+            } else {
+                let product = sized(&mut scratch.product, o * cols);
+                matmul((o, cols, rows), product, false, lhs, rhs, threaded);
+                for (n, y) in y.chunks_exact_mut(o * positions).enumerate() {
+                    for (c, y) in y.chunks_exact_mut(positions).enumerate() {
+                        y.copy_from_slice(&product[c * cols + n * positions..][..positions]);
+                    }
+                }
+            }
+        });
+    y
+}
+
+/// `dL/dx [N, C, H, W]` from `dL/dy` and the weight: per block, `col2im(weightᵀ · dy)`.
+fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
+    let (rows, positions, o) = (g.rows(), g.positions(), g.out_channels);
+    let per_block = g.block_images();
+    let image_in = g.in_channels * g.height * g.width;
+    let mut dx = vec![0f32; g.batch * image_in];
+    let threaded = g.batch.div_ceil(per_block) < rayon::current_num_threads();
+    if dx.is_empty() {
+        return dx;
+    }
+    dx.par_chunks_mut(per_block * image_in)
+        .enumerate()
+        .for_each_init(Scratch::default, |scratch, (block, dx)| {
+            let images = dx.len() / image_in;
+            let cols = images * positions;
+            let grad = &grad[block * per_block * o * positions..][..images * o * positions];
+            let grad = channel_major(grad, o, positions, &mut scratch.gathered);
+            let dcol = sized(&mut scratch.col, rows * cols);
+            let (lhs, rhs) = (
+                Strided::transposed(weight, rows),
+                Strided::row_major(grad, cols),
+            );
+            matmul((rows, cols, o), dcol, false, lhs, rhs, threaded);
+            col2im(dcol, g, dx);
+        });
+    dx
+}
+
+/// `dL/dweight [O, C·KH·KW]` from `x` and `dL/dy`: `Σ dy · im2col(x)ᵀ` over blocks, dealt
+/// round-robin to at most [`MAX_PARTIALS`] partial sums added in a fixed order.
+fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
+    let (rows, positions, o) = (g.rows(), g.positions(), g.out_channels);
+    let per_block = g.weight_grad_block_images();
+    let image_in = g.in_channels * g.height * g.width;
+    let blocks = g.batch.div_ceil(per_block);
+    let partials = blocks.min(MAX_PARTIALS);
+    let threaded = partials < rayon::current_num_threads();
+    let sums: Vec<Vec<f32>> = (0..partials)
+        .into_par_iter()
+        .map_init(Scratch::default, |scratch, first| {
+            let mut sum = vec![0f32; o * rows];
+            for block in (first..blocks).step_by(partials) {
+                let start = block * per_block;
+                let images = per_block.min(g.batch - start);
+                let cols = images * positions;
+                let col = sized(&mut scratch.col, rows * cols);
+                im2col(&x[start * image_in..][..images * image_in], g, col);
+                let grad = &grad[start * o * positions..][..images * o * positions];
+                let grad = channel_major(grad, o, positions, &mut scratch.gathered);
+                // dWᵀ [K, O] = col · dyᵀ
+                let (lhs, rhs) = (
+                    Strided::row_major(col, cols),
+                    Strided::transposed(grad, cols),
+                );
+                matmul(
+                    (rows, o, cols),
+                    &mut sum,
+                    block != first,
+                    lhs,
+                    rhs,
+                    threaded,
+                );
+            }
+            sum
+        })
+        .collect();
+    let mut sums = sums.into_iter();
+    let mut dwt = sums.next().unwrap_or_else(|| vec![0f32; o * rows]);
+    for partial in sums {
+        for (total, value) in dwt.iter_mut().zip(partial) {
+            *total += value;
+        }
+    }
+    transpose(&dwt, rows, o)
+}
+
+/// The transpose `[cols, rows]` of the row-major `t [rows, cols]`, in cache-sized tiles.
+fn transpose(t: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut out = vec![0f32; t.len()];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = t[r * cols + c];
+                }
+            }
+        }
+    }
+    out
+}
+
+fn dims4(layout: &Layout, what: &str) -> Result<[usize; 4]> {
+    layout.dims().try_into().map_err(|_| {
+        Error::Msg(format!(
+            "cv-kernels conv2d: the {what} must have 4 dimensions, got shape {:?}",
+            layout.dims()
+        ))
+    })
+}
+
+/// The convolution; its backward applies [`InputGrad`] and [`WeightGrad`].
+#[derive(Debug, Clone, Copy)]
+struct Conv2d {
+    padding: usize,
+    stride: usize,
+}
+
+impl CustomOp2 for Conv2d {
+    fn name(&self) -> &'static str {
+        "cv-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let [out_channels, in_channels, kernel_h, kernel_w] = dims4(l2, "weight")?;
+        let input = dims4(l1, "input")?;
+        if input[1] != in_channels {
+            return Err(Error::Msg(format!(
+                "cv-kernels conv2d: the input has {} channels, the weight expects {in_channels}",
+                input[1]
+            )));
+        }
+        let g = Geometry::new(input, out_channels, (kernel_h, kernel_w), *self)?;
+        let (x, weight) = (
+            contiguous_f32(s1, l1, "conv2d", "input")?,
+            contiguous_f32(s2, l2, "conv2d", "weight")?,
+        );
+        let y = forward(x, weight, &g);
+        Ok((CpuStorage::F32(y), Shape::from(g.output_dims().to_vec())))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _output: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        // A network's input needs no gradient: skip the largest product of its first layer.
+        let dx = if x.track_op() {
+            let op = InputGrad {
+                conv: *self,
+                height: x.dim(2)?,
+                width: x.dim(3)?,
+            };
+            Some(grad.apply_op2_no_bwd(weight, &op)?)
+        } else {
+            None
+        };
+        let dw = if weight.track_op() {
+            let op = WeightGrad {
+                conv: *self,
+                kernel: (weight.dim(2)?, weight.dim(3)?),
+            };
+            Some(x.apply_op2_no_bwd(&grad, &op)?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// Checks that `grad` has the shape the convolution of geometry `g` outputs.
+fn check_grad(grad: [usize; 4], g: &Geometry) -> Result<()> {
+    if grad == g.output_dims() {
+        Ok(())
+    } else {
+        Err(Error::Msg(format!(
+            "cv-kernels conv2d: the output gradient has shape {grad:?}, expected {:?}",
+            g.output_dims()
+        )))
+    }
+}
+
+/// `dL/dx` from `(dL/dy, weight)`: `col2im(weightᵀ · dy)`.
+struct InputGrad {
+    conv: Conv2d,
+    height: usize,
+    width: usize,
+}
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "cv-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let grad_dims = dims4(l1, "output gradient")?;
+        let [out_channels, in_channels, kernel_h, kernel_w] = dims4(l2, "weight")?;
+        let input = [grad_dims[0], in_channels, self.height, self.width];
+        let g = Geometry::new(input, out_channels, (kernel_h, kernel_w), self.conv)?;
+        check_grad(grad_dims, &g)?;
+        let (grad, weight) = (
+            contiguous_f32(s1, l1, "conv2d", "output gradient")?,
+            contiguous_f32(s2, l2, "conv2d", "weight")?,
+        );
+        let dx = input_grad(grad, weight, &g);
+        Ok((CpuStorage::F32(dx), Shape::from(input.to_vec())))
+    }
+}
+
+/// `dL/dweight` from `(x, dL/dy)`: `dy · im2col(x)ᵀ`.
+struct WeightGrad {
+    conv: Conv2d,
+    kernel: (usize, usize),
+}
+
+impl CustomOp2 for WeightGrad {
+    fn name(&self) -> &'static str {
+        "cv-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let input = dims4(l1, "input")?;
+        let grad_dims = dims4(l2, "output gradient")?;
+        let out_channels = grad_dims[1];
+        let g = Geometry::new(input, out_channels, self.kernel, self.conv)?;
+        check_grad(grad_dims, &g)?;
+        let (x, grad) = (
+            contiguous_f32(s1, l1, "conv2d", "input")?,
+            contiguous_f32(s2, l2, "conv2d", "output gradient")?,
+        );
+        let dw = weight_grad(x, grad, &g);
+        let (kernel_h, kernel_w) = self.kernel;
+        let shape = Shape::from((out_channels, g.in_channels, kernel_h, kernel_w));
+        Ok((CpuStorage::F32(dw), shape))
+    }
+}
