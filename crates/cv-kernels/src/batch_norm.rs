@@ -4,7 +4,8 @@
 //! mean, sqrt, division, affine), each a pass over the activations with a fresh allocation, and
 //! its backward from as many again; after the convolutions, that was most of a ResNet train
 //! step. Here the forward is two passes (statistics, then normalise and scale) and the backward
-//! two (per-channel sums, then the input gradient).
+//! two (per-channel sums, then the input gradient). A ReLU after it can be fused in
+//! ([`batch_norm_relu_train`]): no separate pass, allocation or autograd node for it.
 //!
 //! Deterministic: each channel's sums run on one thread in a fixed order (in `f64`), every other
 //! element is written by one thread, so the bits never depend on the thread count.
@@ -48,9 +49,42 @@ pub fn batch_norm_train(
     bias: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, BatchStats)> {
+    apply(x, weight, bias, eps, false)
+}
+
+/// [`batch_norm_train`] followed by a ReLU, in the same passes: the same bits as
+/// `cv_kernels::relu` of its output, and the same gradients (the gradient flows where the
+/// output is positive).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+///
+/// let x = Tensor::new(&[[1f32, 3.], [3., 5.]], &Device::Cpu)?; // [N = 2, C = 2]
+/// let ones = Tensor::ones(2, candle_core::DType::F32, &Device::Cpu)?;
+/// let (y, _) = cv_kernels::batch_norm_relu_train(&x, &ones, &ones.zeros_like()?, 0.0)?;
+/// assert_eq!(y.to_vec2::<f32>()?, [[0., 0.], [1., 1.]]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn batch_norm_relu_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, BatchStats)> {
+    apply(x, weight, bias, eps, true)
+}
+
+fn apply(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, BatchStats)> {
     let saved = Arc::new(Mutex::new(None));
     let op = BatchNorm {
         eps,
+        relu,
         saved: Arc::clone(&saved),
     };
     let y = x
@@ -113,6 +147,14 @@ struct Saved {
     inv_std: Vec<f32>,
 }
 
+impl Saved {
+    /// Channel `c`'s normalisation as `x · scale + shift`.
+    fn affine(&self, c: usize, weight: &[f32], bias: &[f32]) -> (f32, f32) {
+        let scale = weight[c] * self.inv_std[c];
+        (scale, bias[c] - self.stats.mean[c] * scale)
+    }
+}
+
 /// Per-channel mean and biased variance, two passes in `f64`.
 fn statistics(x: &[f32], g: &Geometry, eps: f64) -> Saved {
     let count = g.count().max(1) as f64;
@@ -161,9 +203,11 @@ fn per_channel<'a>(
     Ok(data)
 }
 
-/// The forward; keeps its statistics in `saved` for the caller and the backward.
+/// The forward (with a ReLU after it when `relu`); keeps its statistics in `saved` for the
+/// caller and the backward.
 struct BatchNorm {
     eps: f64,
+    relu: bool,
     saved: Arc<Mutex<Option<Saved>>>,
 }
 
@@ -192,11 +236,10 @@ impl CustomOp3 for BatchNorm {
                 .zip(x.par_chunks(g.plane))
                 .enumerate()
                 .for_each(|(q, (y, x))| {
-                    let c = q % g.channels;
-                    let scale = weight[c] * saved.inv_std[c];
-                    let shift = bias[c] - saved.stats.mean[c] * scale;
+                    let (scale, shift) = saved.affine(q % g.channels, weight, bias);
                     for (y, &x) in y.iter_mut().zip(x) {
-                        *y = x * scale + shift;
+                        let v = x * scale + shift;
+                        *y = if self.relu { v.max(0.0) } else { v };
                     }
                 });
         }
@@ -208,7 +251,7 @@ impl CustomOp3 for BatchNorm {
         &self,
         x: &Tensor,
         weight: &Tensor,
-        _bias: &Tensor,
+        bias: &Tensor,
         _output: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -218,7 +261,14 @@ impl CustomOp3 for BatchNorm {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or_else(|| Error::Msg("cv-kernels batch_norm: backward before forward".into()))?;
-        let op = BatchNormGrad { saved };
+        // The ReLU's mask is recomputed from `x` (the forward's very arithmetic, so the very
+        // bits): a custom op takes three inputs at most, and the bias is needed only then.
+        let relu_bias = if self.relu {
+            Some(bias.flatten_all()?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        let op = BatchNormGrad { saved, relu_bias };
         // One flat result: dx, then d(weight), then d(bias).
         let packed = x.apply_op3_no_bwd(&grad.contiguous()?, weight, &op)?;
         let (total, channels) = (x.elem_count(), weight.elem_count());
@@ -231,8 +281,32 @@ impl CustomOp3 for BatchNorm {
 
 /// The backward from `(x, dL/dy, weight)`, packed as `[dx…, dweight…, dbias…]`:
 /// `dbias = Σ dy`, `dweight = Σ dy·x̂`, `dx = weight·inv_std·(dy − dbias/M − x̂·dweight/M)`.
+/// After a fused ReLU (`relu_bias` holds the bias then), `dy` is first zeroed where the
+/// forward's output was not positive.
 struct BatchNormGrad {
     saved: Saved,
+    relu_bias: Option<Vec<f32>>,
+}
+
+impl BatchNormGrad {
+    /// Channel `c`'s output gradients `dy`, masked by the fused ReLU if there is one.
+    fn masked<'a>(
+        &'a self,
+        c: usize,
+        weight: &[f32],
+        dy: &'a [f32],
+        x: &'a [f32],
+    ) -> impl Iterator<Item = (f32, f32)> + 'a {
+        let affine = self
+            .relu_bias
+            .as_deref()
+            .map(|bias| self.saved.affine(c, weight, bias));
+        dy.iter().zip(x).map(move |(&d, &v)| match affine {
+            // As `relu`'s own backward: no gradient unless the output `max(v, 0)` is positive.
+            Some((scale, shift)) if (v * scale + shift).max(0.0) <= 0.0 => (0.0, v),
+            _ => (d, v),
+        })
+    }
 }
 
 impl CustomOp3 for BatchNormGrad {
@@ -266,9 +340,9 @@ impl CustomOp3 for BatchNormGrad {
             .map(|c| {
                 let (mean, inv_std) = (stats.mean[c] as f64, inv_std[c] as f64);
                 g.planes(grad, c)
-                    .flatten()
-                    .zip(g.planes(x, c).flatten())
-                    .fold((0f64, 0f64), |(dy, dy_xhat), (&d, &v)| {
+                    .zip(g.planes(x, c))
+                    .flat_map(|(dy, x)| self.masked(c, weight, dy, x))
+                    .fold((0f64, 0f64), |(dy, dy_xhat), (d, v)| {
                         let d = d as f64;
                         (dy + d, dy_xhat + d * (v as f64 - mean) * inv_std)
                     })
@@ -288,7 +362,7 @@ impl CustomOp3 for BatchNormGrad {
                     let scale = weight[c] * inv_std;
                     let mean_dy = sum_dy[c] as f32 / count;
                     let mean_dy_xhat = sum_dy_xhat[c] as f32 / count;
-                    for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
+                    for (dx, (dy, x)) in dx.iter_mut().zip(self.masked(c, weight, dy, x)) {
                         let xhat = (x - mean) * inv_std;
                         *dx = scale * (dy - mean_dy - xhat * mean_dy_xhat);
                     }

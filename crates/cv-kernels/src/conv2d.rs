@@ -122,11 +122,77 @@ impl Geometry {
         lo..hi.max(lo)
     }
 
+    /// Whether the output has the input's size at stride 1 (`padding = (kernel − 1) / 2`), the
+    /// convolutions of a ResNet's blocks: then [`Tap`] moves whole planes at once.
+    fn same_size(&self) -> bool {
+        self.stride == 1 && self.out_h == self.height && self.out_w == self.width
+    }
+
+    /// Kernel position `(i, j)` of a [`Geometry::same_size`] convolution.
+    fn tap(&self, i: usize, j: usize) -> Tap {
+        let (h, w, p) = (
+            self.height as isize,
+            self.width as isize,
+            self.padding as isize,
+        );
+        let (di, dj) = (i as isize - p, j as isize - p);
+        // Output rows and columns whose input lies inside the image.
+        let (lo_y, hi_y) = ((-di).max(0), (h - di).min(h));
+        let (lo_x, hi_x) = ((-dj).max(0), (w - dj).min(w));
+        if lo_y >= hi_y || lo_x >= hi_x {
+            // The kernel position misses the image altogether: every output reads padding.
+            return Tap {
+                span: 0..0,
+                shift: 0,
+                rows: 0..0,
+                edges: (0, 0),
+                width: self.width,
+            };
+        }
+        Tap {
+            span: (lo_y * w + lo_x) as usize..((hi_y - 1) * w + hi_x) as usize,
+            shift: di * w + dj,
+            rows: lo_y as usize..hi_y as usize,
+            edges: (lo_x as usize, hi_x as usize),
+            width: self.width,
+        }
+    }
+
     /// The input row of output row `oy` for kernel row `i`, if inside the image.
     fn input_row(&self, oy: usize, i: usize) -> Option<usize> {
         (oy * self.stride + i)
             .checked_sub(self.padding)
             .filter(|&y| y < self.height)
+    }
+}
+
+/// One kernel position of a same-size convolution, over a flattened plane: output `t` reads
+/// input `t + shift`. The outputs that read inside the image all lie in `span`, apart from
+/// the `|j − p|` entries between two rows where a shifted row would wrap into the next.
+struct Tap {
+    span: std::ops::Range<usize>,
+    shift: isize,
+    /// Output rows inside the image.
+    rows: std::ops::Range<usize>,
+    /// Output columns inside the image: `edges.0..edges.1`.
+    edges: (usize, usize),
+    width: usize,
+}
+
+impl Tap {
+    /// `span`, shifted onto the input plane.
+    fn source(&self) -> std::ops::Range<usize> {
+        let start = (self.span.start as isize + self.shift) as usize;
+        start..start + self.span.len()
+    }
+
+    /// The wrapped entries inside `span`, one range between each two rows.
+    fn gaps(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let (lo_x, hi_x) = self.edges;
+        let last = self.rows.end.saturating_sub(1);
+        (self.rows.start..last.max(self.rows.start))
+            .map(move |oy| oy * self.width + hi_x..(oy + 1) * self.width + lo_x)
+            .filter(|gap| !gap.is_empty())
     }
 }
 
@@ -138,6 +204,12 @@ const BLOCK_FLOATS: usize = 160 * 1024;
 /// accumulators (a number fixed by the shape, never by the thread count, so the summation order
 /// and the bits stay the same with any number of threads).
 const MAX_PARTIALS: usize = 8;
+
+/// Weight elements up to which the weight gradient is computed transposed (`[C·KH·KW, O]`,
+/// then transposed): measured faster for small weights with few output channels (16 to 64),
+/// where the other orientation's GEMM is narrow; for large weights the transpose itself costs
+/// more than the GEMM saves.
+const TRANSPOSED_WEIGHT_GRAD_MAX: usize = 64 * 1024;
 
 /// Columns (output positions) a weight-gradient GEMM sums over at least, where the batch has
 /// them: fewer would spend the time re-reading the partial sum instead of multiplying.
@@ -169,6 +241,21 @@ fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
             (r / g.kernel_w) % g.kernel_h,
             r % g.kernel_w,
         );
+        if g.same_size() {
+            // One copy per plane, not per row: what makes small images (8×8) cheap.
+            let tap = g.tap(i, j);
+            for n in 0..images {
+                let image = &x[(n * g.in_channels + c) * plane..][..plane];
+                let out = &mut row[n * positions..][..positions];
+                out[..tap.span.start].fill(0.0);
+                out[tap.span.end..].fill(0.0);
+                out[tap.span.clone()].copy_from_slice(&image[tap.source()]);
+                for gap in tap.gaps() {
+                    out[gap].fill(0.0);
+                }
+            }
+            continue;
+        }
         let valid = g.valid_cols(j);
         for n in 0..images {
             let image = &x[(n * g.in_channels + c) * plane..][..plane];
@@ -195,8 +282,10 @@ fn im2col(x: &[f32], g: &Geometry, col: &mut [f32]) {
 }
 
 /// The adjoint of [`im2col`]: adds each entry of `dcol [C·KH·KW, nb·H'·W']` into the input
-/// position it was copied from, in `dx [nb, C, H, W]` (zeroed by the caller).
-fn col2im(dcol: &[f32], g: &Geometry, dx: &mut [f32]) {
+/// position it was copied from, in `dx [nb, C, H, W]` (zeroed by the caller). `dcol` is
+/// scratch: a same-size convolution zeroes its entries that read the padding, then adds whole
+/// planes.
+fn col2im(dcol: &mut [f32], g: &Geometry, dx: &mut [f32]) {
     let (positions, plane) = (g.positions(), g.height * g.width);
     let images = dx.len() / (g.in_channels * plane).max(1);
     let cols = images * positions;
@@ -204,16 +293,35 @@ fn col2im(dcol: &[f32], g: &Geometry, dx: &mut [f32]) {
         let (n, c) = (q / g.in_channels, q % g.in_channels);
         for i in 0..g.kernel_h {
             for j in 0..g.kernel_w {
-                let valid = g.valid_cols(j);
                 let r = (c * g.kernel_h + i) * g.kernel_w + j;
-                let src = &dcol[r * cols + n * positions..][..positions];
+                let src = &mut dcol[r * cols + n * positions..][..positions];
+                if g.same_size() {
+                    let tap = g.tap(i, j);
+                    for gap in tap.gaps() {
+                        src[gap].fill(0.0);
+                    }
+                    let dst = &mut image[tap.source()];
+                    for (d, &v) in dst.iter_mut().zip(&src[tap.span.clone()]) {
+                        *d += v;
+                    }
+                    continue;
+                }
+                let valid = g.valid_cols(j);
                 for (oy, line) in src.chunks_exact(g.out_w).enumerate() {
                     let Some(y) = g.input_row(oy, i) else {
                         continue;
                     };
-                    let dst = &mut image[y * g.width..][..g.width];
-                    for ox in valid.clone() {
-                        dst[ox * g.stride + j - g.padding] += line[ox];
+                    if valid.is_empty() {
+                        continue;
+                    }
+                    // Input columns `ox·s + j − p` for `ox` in `valid`: a slice from `first`.
+                    let first = valid.start * g.stride + j - g.padding;
+                    let dst = image[y * g.width + first..(y + 1) * g.width]
+                        .iter_mut()
+                        .step_by(g.stride);
+                    // A plain zip of slices (stride 1) vectorises.
+                    for (d, &v) in dst.zip(&line[valid.clone()]) {
+                        *d += v;
                     }
                 }
             }
@@ -411,7 +519,8 @@ fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
 }
 
 /// `dL/dweight [O, C·KH·KW]` from `x` and `dL/dy`: `Σ dy · im2col(x)ᵀ` over blocks, dealt
-/// round-robin to at most [`MAX_PARTIALS`] partial sums added in a fixed order.
+/// round-robin to at most [`MAX_PARTIALS`] partial sums added in a fixed order (each in the
+/// orientation [`TRANSPOSED_WEIGHT_GRAD_MAX`] picks for the shape).
 fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     let (rows, positions, o) = (g.rows(), g.positions(), g.out_channels);
     let per_block = g.weight_grad_block_images();
@@ -419,6 +528,7 @@ fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     let blocks = g.batch.div_ceil(per_block);
     let partials = blocks.min(MAX_PARTIALS);
     let threaded = partials < rayon::current_num_threads();
+    let transposed = o * rows <= TRANSPOSED_WEIGHT_GRAD_MAX;
     let sums: Vec<Vec<f32>> = (0..partials)
         .into_par_iter()
         .map_init(Scratch::default, |scratch, first| {
@@ -431,31 +541,38 @@ fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
                 im2col(&x[start * image_in..][..images * image_in], g, col);
                 let grad = &grad[start * o * positions..][..images * o * positions];
                 let grad = channel_major(grad, o, positions, &mut scratch.gathered);
-                // dWᵀ [K, O] = col · dyᵀ
-                let (lhs, rhs) = (
-                    Strided::row_major(col, cols),
-                    Strided::transposed(grad, cols),
-                );
-                matmul(
-                    (rows, o, cols),
-                    &mut sum,
-                    block != first,
-                    lhs,
-                    rhs,
-                    threaded,
-                );
+                let accumulate = block != first;
+                if transposed {
+                    // dWᵀ [K, O] = col · dyᵀ
+                    let (lhs, rhs) = (
+                        Strided::row_major(col, cols),
+                        Strided::transposed(grad, cols),
+                    );
+                    matmul((rows, o, cols), &mut sum, accumulate, lhs, rhs, threaded);
+                } else {
+                    // dW [O, K] = dy · colᵀ, straight into the weight's layout.
+                    let (lhs, rhs) = (
+                        Strided::row_major(grad, cols),
+                        Strided::transposed(col, cols),
+                    );
+                    matmul((o, rows, cols), &mut sum, accumulate, lhs, rhs, threaded);
+                }
             }
             sum
         })
         .collect();
     let mut sums = sums.into_iter();
-    let mut dwt = sums.next().unwrap_or_else(|| vec![0f32; o * rows]);
+    let mut dw = sums.next().unwrap_or_else(|| vec![0f32; o * rows]);
     for partial in sums {
-        for (total, value) in dwt.iter_mut().zip(partial) {
+        for (total, value) in dw.iter_mut().zip(partial) {
             *total += value;
         }
     }
-    transpose(&dwt, rows, o)
+    if transposed {
+        transpose(&dw, rows, o)
+    } else {
+        dw
+    }
 }
 
 /// The transpose `[cols, rows]` of the row-major `t [rows, cols]`, in cache-sized tiles.

@@ -12,9 +12,9 @@ mod batch_norm;
 mod conv2d;
 mod relu;
 
-pub use batch_norm::{batch_norm_train, BatchStats};
+pub use batch_norm::{batch_norm_relu_train, batch_norm_train, BatchStats};
 pub use conv2d::conv2d;
-pub use relu::relu;
+pub use relu::{add_relu, relu};
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Error, Layout, Result, Tensor};

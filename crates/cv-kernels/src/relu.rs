@@ -1,8 +1,10 @@
-//! ReLU on the CPU with a one-pass backward.
+//! ReLU on the CPU with a one-pass backward, alone or after a residual sum.
 //!
 //! candle's ReLU backward builds a mask (`zeros_like`, `ge`, `to_dtype`) and multiplies: four
 //! passes and three allocations per activation. Here it is one pass over the output and its
 //! gradient, with PyTorch's convention: the gradient flows where the output is positive.
+//! [`add_relu`] also folds in the sum before it (a ResNet block's end), one autograd node
+//! instead of two.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Error, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -27,6 +29,25 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
         x.contiguous()?.apply_op1(Relu)
     } else {
         x.relu()
+    }
+}
+
+/// `max(a + b, 0)`: [`relu`] of the sum, the same bits and gradients, in one pass (and one
+/// backward pass) instead of two. CPU `f32`; elsewhere candle's ops.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+///
+/// let a = Tensor::new(&[-1f32, 1., 2.], &Device::Cpu)?;
+/// let b = Tensor::new(&[0.5f32, -1., 1.], &Device::Cpu)?;
+/// assert_eq!(cv_kernels::add_relu(&a, &b)?.to_vec1::<f32>()?, [0., 0., 3.]);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if crate::is_cpu_f32(a) && crate::is_cpu_f32(b) {
+        a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+    } else {
+        (a + b)?.relu()
     }
 }
 
@@ -55,6 +76,60 @@ impl CustomOp1 for Relu {
     }
 }
 
+struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "cv-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let a = contiguous_f32(s1, l1, "add_relu", "first input")?;
+        let b = contiguous_f32(s2, l2, "add_relu", "second input")?;
+        same_shape(l1, l2, "add_relu", "second input")?;
+        let mut y = vec![0f32; a.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(y, (a, b))| {
+                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+                    *y = (a + b).max(0.0);
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _a: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // Both summands get the same gradient: one tensor, shared.
+        let dx = y.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?;
+        Ok((Some(dx.clone()), Some(dx)))
+    }
+}
+
+/// An error unless the `what` operand of `op` (layout `other`) has the shape of `first`.
+fn same_shape(first: &Layout, other: &Layout, op: &str, what: &str) -> Result<()> {
+    if first.dims() == other.dims() {
+        Ok(())
+    } else {
+        Err(Error::Msg(format!(
+            "cv-kernels {op}: the {what} has shape {:?}, expected {:?}",
+            other.dims(),
+            first.dims()
+        )))
+    }
+}
+
 /// `dL/dx` from `(y, dL/dy)`: `dy` where `y > 0`, else 0.
 struct ReluGrad;
 
@@ -72,13 +147,7 @@ impl CustomOp2 for ReluGrad {
     ) -> Result<(CpuStorage, Shape)> {
         let y = contiguous_f32(s1, l1, "relu", "output")?;
         let grad = contiguous_f32(s2, l2, "relu", "output gradient")?;
-        if l1.dims() != l2.dims() {
-            return Err(Error::Msg(format!(
-                "cv-kernels relu: the output gradient has shape {:?}, expected {:?}",
-                l2.dims(),
-                l1.dims()
-            )));
-        }
+        same_shape(l1, l2, "relu", "output gradient")?;
         let mut dx = vec![0f32; y.len()];
         dx.par_chunks_mut(CHUNK)
             .zip(y.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))

@@ -1,6 +1,7 @@
 //! `cv_kernels::batch_norm_train` and `cv_kernels::relu` against the same computations made of
 //! candle's own ops (values, statistics and every gradient; BatchNorm's reference in float64),
-//! over several shapes, and the same bits with any number of threads.
+//! over several shapes, and the same bits with any number of threads; the fused
+//! `batch_norm_relu_train` and `add_relu` against the unfused kernels, bit for bit.
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use cv_seed::{Draw, SeedTree};
@@ -177,6 +178,56 @@ fn relu_matches_candle_where_the_input_is_not_zero() -> Result<()> {
     let zero = Var::from_tensor(&Tensor::new(&[0f32, 1.], &Device::Cpu)?)?;
     let grads = cv_kernels::relu(zero.as_tensor())?.sum_all()?.backward()?;
     assert_eq!(to_vec(grads.get(&zero).expect("a gradient")), [0., 1.]);
+    Ok(())
+}
+
+#[test]
+fn fused_batch_norm_relu_is_relu_of_batch_norm_bit_for_bit() -> Result<()> {
+    let (mut clipped, mut total) = (0, 0);
+    for &dims in SHAPES {
+        let fused = run_batch_norm(dims, |x, w, b| {
+            Ok(cv_kernels::batch_norm_relu_train(x, w, b, EPS)?.0)
+        })?;
+        let unfused = run_batch_norm(dims, |x, w, b| cv_kernels::relu(&ours(x, w, b)?))?;
+        clipped += fused[0].iter().filter(|&&v| v == 0.0).count();
+        total += fused[0].len();
+        for (what, (a, b)) in ["y", "dx", "dweight", "dbias"]
+            .iter()
+            .zip(fused.iter().zip(&unfused))
+        {
+            let same = a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "{dims:?}: {what} differs from the unfused kernels");
+        }
+    }
+    // Many outputs clipped, many not: the mask is exercised in every gradient.
+    assert!(
+        clipped > total / 5 && clipped < total * 4 / 5,
+        "{clipped} of {total} clipped"
+    );
+    Ok(())
+}
+
+#[test]
+fn add_relu_is_relu_of_the_sum_bit_for_bit() -> Result<()> {
+    let dims = [3, 4, 9, 9];
+    let a = Var::from_tensor(&normal("add-a", &dims, 1.0, 0.0)?)?;
+    let b = Var::from_tensor(&normal("add-b", &dims, 1.0, 0.0)?)?;
+    let r = normal("add-r", &dims, 1.0, 0.0)?;
+    let run = |f: &dyn Fn(&Tensor, &Tensor) -> Result<Tensor>| -> Result<[Vec<f32>; 3]> {
+        let y = f(a.as_tensor(), b.as_tensor())?;
+        let grads = (&y * &r)?.sum_all()?.backward()?;
+        let grad = |v: &Var| to_vec(grads.get(v).expect("a gradient"));
+        Ok([to_vec(&y), grad(&a), grad(&b)])
+    };
+    let fused = run(&cv_kernels::add_relu)?;
+    assert_eq!(fused, run(&|a, b| cv_kernels::relu(&(a + b)?))?);
+    assert!(fused[1].iter().any(|&g| g == 0.0) && fused[1].iter().any(|&g| g != 0.0));
+    let other = normal("add-c", &[3, 4, 9, 8], 1.0, 0.0)?;
+    let error = cv_kernels::add_relu(a.as_tensor(), &other).unwrap_err();
+    assert!(
+        error.to_string().contains("expected [3, 4, 9, 9]"),
+        "{error}"
+    );
     Ok(())
 }
 

@@ -166,6 +166,15 @@ impl BatchNorm2d {
 
     /// Normalises `[N, C, H, W]`; in train mode also updates the running statistics.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_activation_t(x, train, false)
+    }
+
+    /// [`relu`] of [`BatchNorm2d::forward_t`]: in train mode on the CPU, one fused kernel.
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_activation_t(x, train, true)
+    }
+
+    fn forward_activation_t(&self, x: &Tensor, train: bool, then_relu: bool) -> Result<Tensor> {
         if train {
             let dims = x.dims();
             let per_channel: usize = dims
@@ -182,20 +191,35 @@ impl BatchNorm2d {
                 });
             }
         }
-        if train && cv_kernels::is_cpu_f32(x) {
-            self.forward_train_cpu(x)
-        } else {
-            Ok(self.inner.forward_t(x, train)?)
+        let fused = match self.inner.weight_and_bias() {
+            Some((weight, bias)) if train && cv_kernels::is_cpu_f32(x) => {
+                Some(self.forward_train_cpu(x, weight, bias, then_relu)?)
+            }
+            _ => None,
+        };
+        match fused {
+            Some(y) => Ok(y),
+            None if then_relu => relu(&self.inner.forward_t(x, train)?),
+            None => Ok(self.inner.forward_t(x, train)?),
         }
     }
 
-    /// Train mode on the CPU: foldwise's fused kernel, then the running statistics updated as
-    /// candle would (`(1 − m)·running + m·batch`, the variance unbiased).
-    fn forward_train_cpu(&self, x: &Tensor) -> Result<Tensor> {
-        let Some((weight, bias)) = self.inner.weight_and_bias() else {
-            return Ok(self.inner.forward_t(x, true)?);
+    /// Train mode on the CPU: foldwise's fused kernel (with the ReLU after it when
+    /// `then_relu`), then the running statistics updated as candle would
+    /// (`(1 − m)·running + m·batch`, the variance unbiased).
+    fn forward_train_cpu(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        then_relu: bool,
+    ) -> Result<Tensor> {
+        let eps = self.inner.eps();
+        let (y, stats) = if then_relu {
+            cv_kernels::batch_norm_relu_train(x, weight, bias, eps)?
+        } else {
+            cv_kernels::batch_norm_train(x, weight, bias, eps)?
         };
-        let (y, stats) = cv_kernels::batch_norm_train(x, weight, bias, self.inner.eps())?;
         let m = self.inner.momentum();
         let channels = stats.mean.len();
         let unbias = stats.count as f64 / (stats.count - 1) as f64;
@@ -378,6 +402,11 @@ impl Dropout {
 /// whose gradient stops where the output is 0, as PyTorch's does.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     Ok(cv_kernels::relu(x)?)
+}
+
+/// `relu(a + b)`, the end of a residual block (one fused kernel on the CPU).
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(cv_kernels::add_relu(a, b)?)
 }
 
 #[cfg(test)]

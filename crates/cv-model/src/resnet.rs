@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ModelError, Result};
 use crate::init::{InitPlan, Initializer};
 use crate::layers::{
-    global_avg_pool, join, max_pool_3x3_s2, relu, BatchNorm2d, Conv2d, Dropout, Linear,
+    add_relu, global_avg_pool, join, max_pool_3x3_s2, BatchNorm2d, Conv2d, Dropout, Linear,
 };
 use crate::params::Params;
 
@@ -195,10 +195,10 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let out = relu(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
+        let out = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let out = self.bn2.forward_t(&self.conv2.forward(&out)?, train)?;
         let identity = shortcut(&self.downsample, x, train)?;
-        relu(&(out + identity)?)
+        add_relu(&out, &identity)
     }
 }
 
@@ -225,11 +225,11 @@ impl Bottleneck {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let out = relu(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
-        let out = relu(&self.bn2.forward_t(&self.conv2.forward(&out)?, train)?)?;
+        let out = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let out = self.bn2.forward_relu_t(&self.conv2.forward(&out)?, train)?;
         let out = self.bn3.forward_t(&self.conv3.forward(&out)?, train)?;
         let identity = shortcut(&self.downsample, x, train)?;
-        relu(&(out + identity)?)
+        add_relu(&out, &identity)
     }
 }
 
@@ -373,7 +373,7 @@ impl ResNet {
                 got: dims.to_vec(),
             });
         }
-        let mut x = relu(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
+        let mut x = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         if self.max_pool {
             x = max_pool_3x3_s2(&x)?;
         }
