@@ -59,7 +59,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     // First, while this is the only thread.
-    cv_model::device::fix_cpu_thread_count();
+    cv_model::device::configure_cpu_process();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Split(args) => split::run(args),

@@ -104,14 +104,14 @@ fn apply(
 
 /// The sizes of one BatchNorm input: `N`, `C` and the positions per plane (`H·W`, or 1).
 #[derive(Debug, Clone, Copy)]
-struct Geometry {
-    batch: usize,
-    channels: usize,
-    plane: usize,
+pub(crate) struct Geometry {
+    pub(crate) batch: usize,
+    pub(crate) channels: usize,
+    pub(crate) plane: usize,
 }
 
 impl Geometry {
-    fn new(layout: &Layout) -> Result<Self> {
+    pub(crate) fn new(layout: &Layout) -> Result<Self> {
         match *layout.dims() {
             [batch, channels] => Ok(Self {
                 batch,
@@ -134,7 +134,7 @@ impl Geometry {
     }
 
     /// The planes (`plane` values each) of channel `c`, one per image.
-    fn planes<'a>(&self, t: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> {
+    pub(crate) fn planes<'a>(&self, t: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> {
         let (plane, channels) = (self.plane, self.channels);
         (0..self.batch).map(move |n| &t[(n * channels + c) * plane..][..plane])
     }
@@ -186,7 +186,7 @@ fn statistics(x: &[f32], g: &Geometry, eps: f64) -> Saved {
 }
 
 /// A per-channel parameter: `[C]`, f32.
-fn per_channel<'a>(
+pub(crate) fn per_channel<'a>(
     storage: &'a CpuStorage,
     layout: &Layout,
     what: &str,

@@ -9,11 +9,15 @@
 //! elsewhere [`conv2d`] and [`relu`] fall back to candle's own ops.
 
 mod batch_norm;
+mod batch_norm_eval;
 mod conv2d;
+mod max_pool;
 mod relu;
 
 pub use batch_norm::{batch_norm_relu_train, batch_norm_train, BatchStats};
+pub use batch_norm_eval::batch_norm_eval;
 pub use conv2d::conv2d;
+pub use max_pool::max_pool2d;
 pub use relu::{add_relu, relu};
 
 use candle_core::backend::BackendStorage;

@@ -1,7 +1,8 @@
 //! `cv_kernels::batch_norm_train` and `cv_kernels::relu` against the same computations made of
 //! candle's own ops (values, statistics and every gradient; BatchNorm's reference in float64),
 //! over several shapes, and the same bits with any number of threads; the fused
-//! `batch_norm_relu_train` and `add_relu` against the unfused kernels, bit for bit.
+//! `batch_norm_relu_train` and `add_relu` against the unfused kernels, bit for bit; eval mode
+//! (`batch_norm_eval`) against candle's ops, its values bit for bit.
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use cv_seed::{Draw, SeedTree};
@@ -228,6 +229,51 @@ fn add_relu_is_relu_of_the_sum_bit_for_bit() -> Result<()> {
         error.to_string().contains("expected [3, 4, 9, 9]"),
         "{error}"
     );
+    Ok(())
+}
+
+/// Eval-mode BatchNorm made of candle ops, as `candle_nn::BatchNorm::forward_t(x, false)`.
+fn candle_batch_norm_eval(x: &Tensor, stats: &[Tensor; 4]) -> Result<Tensor> {
+    let [weight, bias, mean, var] = stats;
+    let per_channel = |t: &Tensor| t.reshape((1, x.dim(1)?, 1, 1));
+    x.broadcast_sub(&per_channel(mean)?)?
+        .broadcast_div(&per_channel(&(var + EPS)?.sqrt()?)?)?
+        .broadcast_mul(&per_channel(weight)?)?
+        .broadcast_add(&per_channel(bias)?)
+}
+
+#[test]
+fn eval_batch_norm_matches_candle_ops() -> Result<()> {
+    for &dims in SHAPES {
+        let c = dims[1];
+        let stats = |bn: &dyn Fn(&Tensor, &Tensor, &Tensor, &[Tensor; 2]) -> Result<Tensor>| {
+            let tag = format!("eval{dims:?}");
+            let running = [
+                normal(&format!("m{tag}"), &[c], 1.0, 0.5)?,
+                normal(&format!("v{tag}"), &[c], 0.3, 1.0)?.abs()?,
+            ];
+            run_batch_norm(dims, |x, w, b| bn(x, w, b, &running))
+        };
+        let ours =
+            stats(&|x, w, b, [m, v]| cv_kernels::batch_norm_eval(x, w, b, m, v, EPS, false))?;
+        let candle = stats(&|x, w, b, [m, v]| {
+            candle_batch_norm_eval(x, &[w.clone(), b.clone(), m.clone(), v.clone()])
+        })?;
+        assert_eq!(ours[0], candle[0], "{dims:?}: values");
+        for (what, (a, b)) in ["dx", "dweight", "dbias"]
+            .iter()
+            .zip(ours[1..].iter().zip(&candle[1..]))
+        {
+            let error = relative_error(a, b);
+            assert!(error < 1e-5, "{dims:?}: {what} off by {error}");
+        }
+        let fused =
+            stats(&|x, w, b, [m, v]| cv_kernels::batch_norm_eval(x, w, b, m, v, EPS, true))?;
+        let unfused = stats(&|x, w, b, [m, v]| {
+            cv_kernels::relu(&cv_kernels::batch_norm_eval(x, w, b, m, v, EPS, false)?)
+        })?;
+        assert_eq!(fused, unfused, "{dims:?}: fused ReLU");
+    }
     Ok(())
 }
 

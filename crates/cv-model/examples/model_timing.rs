@@ -137,7 +137,7 @@ fn images_per_s(seconds: &[f64]) -> f64 {
 
 fn main() -> ExitCode {
     // As `cv` does: one thread count, one pool (the benchmark times what users run).
-    cv_model::device::fix_cpu_thread_count();
+    cv_model::device::configure_cpu_process();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

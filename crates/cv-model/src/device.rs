@@ -54,23 +54,20 @@ impl fmt::Display for DeviceSpec {
     }
 }
 
-/// Counts the CPU threads once for the whole process, and gives them all to one thread pool.
+/// Sets up the process for CPU training: one thread count and one thread pool. Results do not
+/// depend on either. Call it at the start of `main`, before any other thread exists (it sets
+/// environment variables).
 ///
-/// Unless `RAYON_NUM_THREADS` is set, candle 0.11 works out its thread count on every CPU
-/// operation by reading `/proc/cpuinfo` and the CPU affinity mask: over 100,000 file opens and
-/// 200,000 reads in a short training run, a large share of its time spent in the kernel. This sets
-/// `RAYON_NUM_THREADS` to the count candle itself would choose, once.
-///
-/// Unless `CANDLE_NUM_THREADS` is set, it also sets it to 1. candle runs its large element-wise
-/// ops on a second pool of its own whose threads spin for a while after each op; the heavy ops
-/// of a training step (cv-kernels) run on rayon's pool, and each time the two pools fought over
-/// the cores (a tenth of the CPU time of a ResNet-20 train step on 2 cores went to that spinning).
-/// What is left on candle's pool (gradient sums in its backward, small tensors) runs on the
-/// calling thread instead.
-///
-/// Results do not depend on either setting. Call it at the start of `main`, before any other
-/// thread exists (it sets environment variables).
-pub fn fix_cpu_thread_count() {
+/// - Unless `RAYON_NUM_THREADS` is set, candle 0.11 works out its thread count on every CPU
+///   operation by reading `/proc/cpuinfo` and the CPU affinity mask: over 100,000 file opens and
+///   200,000 reads in a short training run. This sets it once, to the count candle would choose.
+/// - Unless `CANDLE_NUM_THREADS` is set, it sets it to 1. candle runs its large element-wise ops
+///   on a second pool of its own whose threads spin for a while after each op; the heavy ops of
+///   a training step (cv-kernels) run on rayon's pool, and the two pools fought over the cores
+///   (a tenth of the CPU time of a ResNet-20 train step on 2 cores went to that spinning). What
+///   is left on candle's pool (gradient sums in its backward, small tensors) runs on the
+///   calling thread instead.
+pub fn configure_cpu_process() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         let threads = candle_core::utils::get_num_threads();
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());

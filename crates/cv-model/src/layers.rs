@@ -77,7 +77,8 @@ impl Conv2d {
 /// Built on `candle_nn::BatchNorm`, which does exactly that; its running statistics are the
 /// very `Var`s registered in [`crate::Params`] as [`ParamKind::Buffer`] (they share storage), so
 /// a train-mode forward updates what a checkpoint saves. On the CPU, train mode runs foldwise's
-/// fused kernel (`cv_kernels::batch_norm_train`) and updates those variables the same way.
+/// fused kernel (`cv_kernels::batch_norm_train`) and updates those variables the same way, and
+/// eval mode `cv_kernels::batch_norm_eval` (candle's values, in one pass).
 #[derive(Debug, Clone)]
 pub struct BatchNorm2d {
     name: String,
@@ -169,7 +170,7 @@ impl BatchNorm2d {
         self.forward_activation_t(x, train, false)
     }
 
-    /// [`relu`] of [`BatchNorm2d::forward_t`]: in train mode on the CPU, one fused kernel.
+    /// [`relu`] of [`BatchNorm2d::forward_t`]: on the CPU, one fused kernel.
     pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.forward_activation_t(x, train, true)
     }
@@ -192,9 +193,19 @@ impl BatchNorm2d {
             }
         }
         let fused = match self.inner.weight_and_bias() {
-            Some((weight, bias)) if train && cv_kernels::is_cpu_f32(x) => {
-                Some(self.forward_train_cpu(x, weight, bias, then_relu)?)
-            }
+            Some((weight, bias)) if cv_kernels::is_cpu_f32(x) => Some(if train {
+                self.forward_train_cpu(x, weight, bias, then_relu)?
+            } else {
+                cv_kernels::batch_norm_eval(
+                    x,
+                    weight,
+                    bias,
+                    self.inner.running_mean(),
+                    self.inner.running_var(),
+                    self.inner.eps(),
+                    then_relu,
+                )?
+            }),
             _ => None,
         };
         match fused {
@@ -287,12 +298,13 @@ fn max_3_stride_2(x: &Tensor, dim: usize) -> Result<Tensor> {
 
 /// torchvision's stem max-pool (`MaxPool2d(3, stride=2, padding=1)`), trainable.
 ///
-/// candle's `max_pool2d` has no backward unless kernel == stride, so the window maximum is made
-/// of shifted stride-2 slices combined with `maximum`, which has one. A 3×3 maximum is the
-/// maximum over rows of the maximum over columns, so 3 + 3 slices and 4 `maximum`s give the
-/// same values as the 9 slices of the full window. Where several elements tie for the maximum,
-/// candle's `maximum` splits the gradient between them, whereas PyTorch gives it all to one;
-/// the forward values are identical.
+/// On the CPU in `f32`, `cv_kernels::max_pool2d`, with PyTorch's gradient (all of it to the
+/// first input of the window that holds the maximum). Elsewhere (candle's `max_pool2d` has no
+/// backward unless kernel == stride) the window maximum is made of shifted stride-2 slices
+/// combined with `maximum`, which has one: a 3×3 maximum is the maximum over rows of the
+/// maximum over columns, so 3 + 3 slices and 4 `maximum`s give the same values as the 9 slices
+/// of the full window. Where several elements tie for the maximum, candle's `maximum` splits
+/// the gradient between them; the forward values are identical either way.
 pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
     if x.rank() != 4 || x.dim(2)? == 0 || x.dim(3)? == 0 {
         return Err(candle_core::Error::Msg(format!(
@@ -300,6 +312,9 @@ pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
             x.dims()
         ))
         .into());
+    }
+    if cv_kernels::is_cpu_f32(x) {
+        return Ok(cv_kernels::max_pool2d(x, 3, 2, 1)?);
     }
     let rows = max_3_stride_2(x, 2)?;
     max_3_stride_2(&rows, 3)
