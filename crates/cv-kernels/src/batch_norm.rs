@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp3, Error, Layout, Result, Shape, Tensor};
 
-use crate::contiguous_f32;
+use crate::{chunk_of, contiguous_f32, par_collect_chunks};
 use rayon::prelude::*;
 
 /// The statistics of one batch, per channel.
@@ -230,19 +230,17 @@ impl CustomOp3 for BatchNorm {
         let weight = per_channel(s2, l2, "weight", &g)?;
         let bias = per_channel(s3, l3, "bias", &g)?;
         let saved = statistics(x, &g, self.eps);
-        let mut y = vec![0f32; x.len()];
-        if !y.is_empty() {
-            y.par_chunks_mut(g.plane)
-                .zip(x.par_chunks(g.plane))
-                .enumerate()
-                .for_each(|(q, (y, x))| {
-                    let (scale, shift) = saved.affine(q % g.channels, weight, bias);
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        let v = x * scale + shift;
-                        *y = if self.relu { v.max(0.0) } else { v };
-                    }
-                });
-        }
+        let y = par_collect_chunks(x.len(), g.plane, x.len(), |q| {
+            let (scale, shift) = saved.affine(q % g.channels, weight, bias);
+            chunk_of(x, g.plane, q).iter().map(move |&x| {
+                let v = x * scale + shift;
+                if self.relu {
+                    v.max(0.0)
+                } else {
+                    v
+                }
+            })
+        });
         *self.saved.lock().unwrap_or_else(PoisonError::into_inner) = Some(saved);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -350,29 +348,20 @@ impl CustomOp3 for BatchNormGrad {
             .unzip();
         let count = g.count().max(1) as f32;
         let total = x.len();
-        let mut out = vec![0f32; total + 2 * g.channels];
-        let (dx, dparams) = out.split_at_mut(total);
-        if total > 0 {
-            dx.par_chunks_mut(g.plane)
-                .zip(grad.par_chunks(g.plane).zip(x.par_chunks(g.plane)))
-                .enumerate()
-                .for_each(|(q, (dx, (dy, x)))| {
-                    let c = q % g.channels;
-                    let (mean, inv_std) = (stats.mean[c], inv_std[c]);
-                    let scale = weight[c] * inv_std;
-                    let mean_dy = sum_dy[c] as f32 / count;
-                    let mean_dy_xhat = sum_dy_xhat[c] as f32 / count;
-                    for (dx, (dy, x)) in dx.iter_mut().zip(self.masked(c, weight, dy, x)) {
-                        let xhat = (x - mean) * inv_std;
-                        *dx = scale * (dy - mean_dy - xhat * mean_dy_xhat);
-                    }
-                });
-        }
-        let (dweight, dbias) = dparams.split_at_mut(g.channels);
-        for c in 0..g.channels {
-            dweight[c] = sum_dy_xhat[c] as f32;
-            dbias[c] = sum_dy[c] as f32;
-        }
+        let mut out = par_collect_chunks(total, g.plane, total + 2 * g.channels, |q| {
+            let c = q % g.channels;
+            let (mean, inv_std) = (stats.mean[c], inv_std[c]);
+            let scale = weight[c] * inv_std;
+            let mean_dy = sum_dy[c] as f32 / count;
+            let mean_dy_xhat = sum_dy_xhat[c] as f32 / count;
+            let (dy, x) = (chunk_of(grad, g.plane, q), chunk_of(x, g.plane, q));
+            self.masked(c, weight, dy, x).map(move |(dy, x)| {
+                let xhat = (x - mean) * inv_std;
+                scale * (dy - mean_dy - xhat * mean_dy_xhat)
+            })
+        });
+        out.extend(sum_dy_xhat.iter().map(|&v| v as f32));
+        out.extend(sum_dy.iter().map(|&v| v as f32));
         Ok((CpuStorage::F32(out), Shape::from(total + 2 * g.channels)))
     }
 }

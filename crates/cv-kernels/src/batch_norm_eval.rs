@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp3, Error, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::batch_norm::{per_channel, Geometry};
-use crate::contiguous_f32;
+use crate::{chunk_of, contiguous_f32, par_collect_chunks};
 
 /// Eval-mode BatchNorm of `x [N, C, H, W]` (or `[N, C]`) with the running statistics
 /// `running_mean` and `running_var` (`[C]`, not trained: they get no gradient), then a ReLU
@@ -98,19 +98,17 @@ impl CustomOp3 for BatchNormEval {
         let x = contiguous_f32(s1, l1, "batch_norm_eval", "input")?;
         let weight = per_channel(s2, l2, "weight", &g)?;
         let bias = per_channel(s3, l3, "bias", &g)?;
-        let mut y = vec![0f32; x.len()];
-        if !y.is_empty() {
-            y.par_chunks_mut(g.plane)
-                .zip(x.par_chunks(g.plane))
-                .enumerate()
-                .for_each(|(q, (y, x))| {
-                    let c = q % g.channels;
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        let v = self.normalise(c, x, weight, bias);
-                        *y = if self.relu { v.max(0.0) } else { v };
-                    }
-                });
-        }
+        let y = par_collect_chunks(x.len(), g.plane, x.len(), |q| {
+            let c = q % g.channels;
+            chunk_of(x, g.plane, q).iter().map(move |&x| {
+                let v = self.normalise(c, x, weight, bias);
+                if self.relu {
+                    v.max(0.0)
+                } else {
+                    v
+                }
+            })
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -194,25 +192,16 @@ impl CustomOp3 for BatchNormEvalGrad {
             })
             .unzip();
         let total = x.len();
-        let mut out = vec![0f32; total + 2 * g.channels];
-        let (dx, dparams) = out.split_at_mut(total);
-        if total > 0 {
-            dx.par_chunks_mut(g.plane)
-                .zip(grad.par_chunks(g.plane).zip(x.par_chunks(g.plane)))
-                .enumerate()
-                .for_each(|(q, (dx, (dy, x)))| {
-                    let c = q % g.channels;
-                    let scale = weight[c] / f.std[c];
-                    for ((dx, &dy), &x) in dx.iter_mut().zip(dy).zip(x) {
-                        *dx = masked(c, dy, x) * scale;
-                    }
-                });
-        }
-        let (dweight, dbias) = dparams.split_at_mut(g.channels);
-        for c in 0..g.channels {
-            dweight[c] = sum_dy_xhat[c] as f32;
-            dbias[c] = sum_dy[c] as f32;
-        }
+        let mut out = par_collect_chunks(total, g.plane, total + 2 * g.channels, |q| {
+            let c = q % g.channels;
+            let scale = weight[c] / f.std[c];
+            let (dy, x) = (chunk_of(grad, g.plane, q), chunk_of(x, g.plane, q));
+            dy.iter()
+                .zip(x)
+                .map(move |(&dy, &x)| masked(c, dy, x) * scale)
+        });
+        out.extend(sum_dy_xhat.iter().map(|&v| v as f32));
+        out.extend(sum_dy.iter().map(|&v| v as f32));
         Ok((CpuStorage::F32(out), Shape::from(total + 2 * g.channels)))
     }
 }

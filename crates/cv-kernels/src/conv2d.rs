@@ -15,7 +15,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Error, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::contiguous_f32;
+use crate::{contiguous_f32, par_zeros};
 
 /// `x [N, C, H, W]` convolved with `weight [O, C, KH, KW]` → `[N, O, H', W']`: zero padding of
 /// `padding` on every side, the same `stride` in both directions, no dilation, one group,
@@ -458,7 +458,7 @@ fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
     let (rows, positions, o) = (g.rows(), g.positions(), g.out_channels);
     let per_block = g.block_images();
     let image_in = g.in_channels * g.height * g.width;
-    let mut y = vec![0f32; g.batch * o * positions];
+    let mut y = par_zeros(g.batch * o * positions);
     let threaded = g.batch.div_ceil(per_block) < rayon::current_num_threads();
     if y.is_empty() {
         return y;
@@ -495,7 +495,7 @@ fn input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
     let (rows, positions, o) = (g.rows(), g.positions(), g.out_channels);
     let per_block = g.block_images();
     let image_in = g.in_channels * g.height * g.width;
-    let mut dx = vec![0f32; g.batch * image_in];
+    let mut dx = par_zeros(g.batch * image_in);
     let threaded = g.batch.div_ceil(per_block) < rayon::current_num_threads();
     if dx.is_empty() {
         return dx;

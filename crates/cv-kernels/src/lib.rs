@@ -48,3 +48,55 @@ fn contiguous_f32<'a>(
         ))),
     }
 }
+
+/// `len` floats computed in parallel, chunk by chunk: chunk `i` (`chunk` long, the last one
+/// shorter) holds the values of `values(i)`, with room for `capacity` floats in all.
+///
+/// `vec![0.0; len]` and then writing would first zero the whole output on the calling thread,
+/// a serial pass over every activation (about a twentieth of a ResNet train step); here each
+/// worker writes its chunk once.
+///
+/// # Panics
+/// If `values(i)` yields fewer values than chunk `i` holds (a bug in this crate).
+fn par_collect_chunks<I>(
+    len: usize,
+    chunk: usize,
+    capacity: usize,
+    values: impl Fn(usize) -> I + Sync,
+) -> Vec<f32>
+where
+    I: Iterator<Item = f32>,
+{
+    use rayon::prelude::*;
+    let mut out = Vec::with_capacity(capacity.max(len));
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, slots)| {
+            let mut written = 0;
+            for (slot, value) in slots.iter_mut().zip(values(i)) {
+                slot.write(value);
+                written += 1;
+            }
+            assert_eq!(written, slots.len(), "cv-kernels: a chunk left unwritten");
+        });
+    // SAFETY: every chunk wrote each of its slots (asserted above: a panic never gets here).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// Chunk `i` of `t` in chunks of `chunk` (the last one shorter), as [`par_collect_chunks`]
+/// counts them.
+fn chunk_of(t: &[f32], chunk: usize, i: usize) -> &[f32] {
+    let start = (i * chunk).min(t.len());
+    &t[start..(start + chunk).min(t.len())]
+}
+
+/// `len` zeros, written in parallel (not, as `vec![0.0; len]` would, on the calling thread
+/// alone), for outputs that are accumulated into or written through `gemm`.
+fn par_zeros(len: usize) -> Vec<f32> {
+    const CHUNK: usize = 16 * 1024;
+    par_collect_chunks(len, CHUNK, len, |i| {
+        std::iter::repeat_n(0.0, CHUNK.min(len - i * CHUNK))
+    })
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use candle_core::{CpuStorage, CustomOp1, Error, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::contiguous_f32;
+use crate::{contiguous_f32, par_zeros};
 
 /// Max-pooling of `x [N, C, H, W]` over `kernel × kernel` windows at `stride`, with `padding`
 /// on every side that never wins (PyTorch's `max_pool2d`, `ceil_mode=False`, no dilation). The
@@ -203,7 +203,7 @@ impl CustomOp1 for MaxPoolGrad {
                 layout.dims()
             )));
         }
-        let mut dx = vec![0f32; self.input.elem_count()];
+        let mut dx = par_zeros(self.input.elem_count());
         let planes = dx.len() / self.plane.max(1);
         if planes > 0 {
             let out_plane = grad.len() / planes;

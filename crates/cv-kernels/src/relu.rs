@@ -7,9 +7,8 @@
 //! instead of two.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Error, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
-use crate::contiguous_f32;
+use crate::{chunk_of, contiguous_f32, par_collect_chunks};
 
 /// Elements per parallel task: large enough that scheduling costs nothing.
 const CHUNK: usize = 16 * 1024;
@@ -60,14 +59,9 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(storage, layout, "relu", "input")?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(y, x)| {
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x.max(0.0);
-                }
-            });
+        let y = par_collect_chunks(x.len(), CHUNK, x.len(), |i| {
+            chunk_of(x, CHUNK, i).iter().map(|&x| x.max(0.0))
+        });
         Ok((CpuStorage::F32(y), layout.shape().clone()))
     }
 
@@ -93,14 +87,10 @@ impl CustomOp2 for AddRelu {
         let a = contiguous_f32(s1, l1, "add_relu", "first input")?;
         let b = contiguous_f32(s2, l2, "add_relu", "second input")?;
         same_shape(l1, l2, "add_relu", "second input")?;
-        let mut y = vec![0f32; a.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(y, (a, b))| {
-                for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-                    *y = (a + b).max(0.0);
-                }
-            });
+        let y = par_collect_chunks(a.len(), CHUNK, a.len(), |i| {
+            let (a, b) = (chunk_of(a, CHUNK, i), chunk_of(b, CHUNK, i));
+            a.iter().zip(b).map(|(&a, &b)| (a + b).max(0.0))
+        });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -148,14 +138,12 @@ impl CustomOp2 for ReluGrad {
         let y = contiguous_f32(s1, l1, "relu", "output")?;
         let grad = contiguous_f32(s2, l2, "relu", "output gradient")?;
         same_shape(l1, l2, "relu", "output gradient")?;
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(CHUNK)
-            .zip(y.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
-            .for_each(|(dx, (y, grad))| {
-                for ((dx, &y), &grad) in dx.iter_mut().zip(y).zip(grad) {
-                    *dx = if y > 0.0 { grad } else { 0.0 };
-                }
-            });
+        let dx = par_collect_chunks(y.len(), CHUNK, y.len(), |i| {
+            let (y, grad) = (chunk_of(y, CHUNK, i), chunk_of(grad, CHUNK, i));
+            y.iter()
+                .zip(grad)
+                .map(|(&y, &grad)| if y > 0.0 { grad } else { 0.0 })
+        });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
