@@ -42,7 +42,9 @@ fn normal(seed: &str, dims: &[usize]) -> candle_core::Result<Tensor> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let reps: usize = match std::env::args().nth(1) {
-        Some(text) => text.parse().map_err(|_| format!("REPS must be a count, got {text:?}"))?,
+        Some(text) => text
+            .parse()
+            .map_err(|_| format!("REPS must be a count, got {text:?}"))?,
         None => 5,
     };
     for (n, c, size, o, k, s, p) in SHAPES {

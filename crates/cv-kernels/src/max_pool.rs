@@ -205,8 +205,7 @@ impl CustomOp1 for MaxPoolGrad {
         }
         let mut dx = par_zeros(self.input.elem_count());
         let planes = dx.len() / self.plane.max(1);
-        if planes > 0 {
-            let out_plane = grad.len() / planes;
+        if let Some(out_plane) = grad.len().checked_div(planes) {
             dx.par_chunks_mut(self.plane)
                 .zip(
                     grad.par_chunks(out_plane)

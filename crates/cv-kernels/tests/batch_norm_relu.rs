@@ -222,7 +222,7 @@ fn add_relu_is_relu_of_the_sum_bit_for_bit() -> Result<()> {
     };
     let fused = run(&cv_kernels::add_relu)?;
     assert_eq!(fused, run(&|a, b| cv_kernels::relu(&(a + b)?))?);
-    assert!(fused[1].iter().any(|&g| g == 0.0) && fused[1].iter().any(|&g| g != 0.0));
+    assert!(fused[1].contains(&0.0) && fused[1].iter().any(|&g| g != 0.0));
     let other = normal("add-c", &[3, 4, 9, 8], 1.0, 0.0)?;
     let error = cv_kernels::add_relu(a.as_tensor(), &other).unwrap_err();
     assert!(
@@ -242,11 +242,14 @@ fn candle_batch_norm_eval(x: &Tensor, stats: &[Tensor; 4]) -> Result<Tensor> {
         .broadcast_add(&per_channel(bias)?)
 }
 
+/// An eval-mode BatchNorm of `(x, weight, bias, [running mean, running variance])`.
+type EvalBatchNorm<'a> = &'a dyn Fn(&Tensor, &Tensor, &Tensor, &[Tensor; 2]) -> Result<Tensor>;
+
 #[test]
 fn eval_batch_norm_matches_candle_ops() -> Result<()> {
     for &dims in SHAPES {
         let c = dims[1];
-        let stats = |bn: &dyn Fn(&Tensor, &Tensor, &Tensor, &[Tensor; 2]) -> Result<Tensor>| {
+        let stats = |bn: EvalBatchNorm| {
             let tag = format!("eval{dims:?}");
             let running = [
                 normal(&format!("m{tag}"), &[c], 1.0, 0.5)?,
