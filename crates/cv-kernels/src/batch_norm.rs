@@ -203,6 +203,27 @@ pub(crate) fn per_channel<'a>(
     Ok(data)
 }
 
+/// The gradients of a BatchNorm's `(x, weight, bias)`.
+pub(crate) type Grads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// `(dx, dweight, dbias)` from a backward's one flat result `[dx…, dweight…, dbias…]`.
+pub(crate) fn unpack_grads(packed: &Tensor, x: &Tensor, weight: &Tensor) -> Result<Grads> {
+    let (total, channels) = (x.elem_count(), weight.elem_count());
+    let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
+    let dweight = packed.narrow(0, total, channels)?;
+    let dbias = packed.narrow(0, total + channels, channels)?;
+    Ok((Some(dx), Some(dweight), Some(dbias)))
+}
+
+/// `max(v, 0)` when `relu`, else `v`: a fused ReLU.
+pub(crate) fn relu_if(relu: bool, v: f32) -> f32 {
+    if relu {
+        v.max(0.0)
+    } else {
+        v
+    }
+}
+
 /// The forward (with a ReLU after it when `relu`); keeps its statistics in `saved` for the
 /// caller and the backward.
 struct BatchNorm {
@@ -232,14 +253,9 @@ impl CustomOp3 for BatchNorm {
         let saved = statistics(x, &g, self.eps);
         let y = par_collect_chunks(x.len(), g.plane, x.len(), |q| {
             let (scale, shift) = saved.affine(q % g.channels, weight, bias);
-            chunk_of(x, g.plane, q).iter().map(move |&x| {
-                let v = x * scale + shift;
-                if self.relu {
-                    v.max(0.0)
-                } else {
-                    v
-                }
-            })
+            chunk_of(x, g.plane, q)
+                .iter()
+                .map(move |&x| relu_if(self.relu, x * scale + shift))
         });
         *self.saved.lock().unwrap_or_else(PoisonError::into_inner) = Some(saved);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -268,12 +284,11 @@ impl CustomOp3 for BatchNorm {
         };
         let op = BatchNormGrad { saved, relu_bias };
         // One flat result: dx, then d(weight), then d(bias).
-        let packed = x.apply_op3_no_bwd(&grad.contiguous()?, weight, &op)?;
-        let (total, channels) = (x.elem_count(), weight.elem_count());
-        let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
-        let dweight = packed.narrow(0, total, channels)?;
-        let dbias = packed.narrow(0, total + channels, channels)?;
-        Ok((Some(dx), Some(dweight), Some(dbias)))
+        unpack_grads(
+            &x.apply_op3_no_bwd(&grad.contiguous()?, weight, &op)?,
+            x,
+            weight,
+        )
     }
 }
 

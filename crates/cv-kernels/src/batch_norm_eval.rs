@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp3, Error, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::batch_norm::{per_channel, Geometry};
+use crate::batch_norm::{per_channel, relu_if, unpack_grads, Geometry, Grads};
 use crate::{chunk_of, contiguous_f32, par_collect_chunks};
 
 /// Eval-mode BatchNorm of `x [N, C, H, W]` (or `[N, C]`) with the running statistics
@@ -100,14 +100,9 @@ impl CustomOp3 for BatchNormEval {
         let bias = per_channel(s3, l3, "bias", &g)?;
         let y = par_collect_chunks(x.len(), g.plane, x.len(), |q| {
             let c = q % g.channels;
-            chunk_of(x, g.plane, q).iter().map(move |&x| {
-                let v = self.normalise(c, x, weight, bias);
-                if self.relu {
-                    v.max(0.0)
-                } else {
-                    v
-                }
-            })
+            chunk_of(x, g.plane, q)
+                .iter()
+                .map(move |&x| relu_if(self.relu, self.normalise(c, x, weight, bias)))
         });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -119,18 +114,17 @@ impl CustomOp3 for BatchNormEval {
         bias: &Tensor,
         _output: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<Grads> {
         let op = BatchNormEvalGrad {
             forward: self.clone(),
             bias: bias.flatten_all()?.to_vec1::<f32>()?,
         };
         // One flat result: dx, then d(weight), then d(bias).
-        let packed = x.apply_op3_no_bwd(&grad.contiguous()?, weight, &op)?;
-        let (total, channels) = (x.elem_count(), weight.elem_count());
-        let dx = packed.narrow(0, 0, total)?.reshape(x.shape())?;
-        let dweight = packed.narrow(0, total, channels)?;
-        let dbias = packed.narrow(0, total + channels, channels)?;
-        Ok((Some(dx), Some(dweight), Some(dbias)))
+        unpack_grads(
+            &x.apply_op3_no_bwd(&grad.contiguous()?, weight, &op)?,
+            x,
+            weight,
+        )
     }
 }
 
