@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp3, Error, Layout, Result, Shape, Tensor};
 
-use crate::{chunk_of, contiguous_f32, par_collect_chunks};
+use crate::{chunk_of, contiguous_f32, par_collect_chunks, same_shape};
 use rayon::prelude::*;
 
 /// The statistics of one batch, per channel.
@@ -268,7 +268,7 @@ impl CustomOp3 for BatchNorm {
         bias: &Tensor,
         _output: &Tensor,
         grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> Result<Grads> {
         let saved = self
             .saved
             .lock()
@@ -340,13 +340,7 @@ impl CustomOp3 for BatchNormGrad {
         let x = contiguous_f32(s1, l1, "batch_norm", "input")?;
         let grad = contiguous_f32(s2, l2, "batch_norm", "output gradient")?;
         let weight = per_channel(s3, l3, "weight", &g)?;
-        if l2.dims() != l1.dims() {
-            return Err(Error::Msg(format!(
-                "cv-kernels batch_norm: the output gradient has shape {:?}, expected {:?}",
-                l2.dims(),
-                l1.dims()
-            )));
-        }
+        same_shape(l1, l2, "batch_norm", "output gradient")?;
         let Saved { stats, inv_std } = &self.saved;
         let (sum_dy, sum_dy_xhat): (Vec<f64>, Vec<f64>) = (0..g.channels)
             .into_par_iter()

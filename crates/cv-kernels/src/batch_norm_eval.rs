@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp3, Error, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::batch_norm::{per_channel, relu_if, unpack_grads, Geometry, Grads};
-use crate::{chunk_of, contiguous_f32, par_collect_chunks};
+use crate::{chunk_of, contiguous_f32, par_collect_chunks, same_shape};
 
 /// Eval-mode BatchNorm of `x [N, C, H, W]` (or `[N, C]`) with the running statistics
 /// `running_mean` and `running_var` (`[C]`, not trained: they get no gradient), then a ReLU
@@ -156,11 +156,12 @@ impl CustomOp3 for BatchNormEvalGrad {
         let x = contiguous_f32(s1, l1, "batch_norm_eval", "input")?;
         let grad = contiguous_f32(s2, l2, "batch_norm_eval", "output gradient")?;
         let weight = per_channel(s3, l3, "weight", &g)?;
-        if l2.dims() != l1.dims() || self.bias.len() != g.channels {
+        same_shape(l1, l2, "batch_norm_eval", "output gradient")?;
+        if self.bias.len() != g.channels {
             return Err(Error::Msg(format!(
-                "cv-kernels batch_norm_eval: the output gradient has shape {:?}, expected {:?}",
-                l2.dims(),
-                l1.dims()
+                "cv-kernels batch_norm_eval: a bias of {} values for {} channels",
+                self.bias.len(),
+                g.channels
             )));
         }
         // `dy`, or 0 where the fused ReLU's output `max(v, 0)` was not positive.

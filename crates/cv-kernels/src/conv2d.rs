@@ -307,13 +307,13 @@ fn col2im(dcol: &mut [f32], g: &Geometry, dx: &mut [f32]) {
                     continue;
                 }
                 let valid = g.valid_cols(j);
+                if valid.is_empty() {
+                    continue;
+                }
                 for (oy, line) in src.chunks_exact(g.out_w).enumerate() {
                     let Some(y) = g.input_row(oy, i) else {
                         continue;
                     };
-                    if valid.is_empty() {
-                        continue;
-                    }
                     // Input columns `ox·s + j − p` for `ox` in `valid`: a slice from `first`.
                     let first = valid.start * g.stride + j - g.padding;
                     let dst = image[y * g.width + first..(y + 1) * g.width]

@@ -49,6 +49,23 @@ fn contiguous_f32<'a>(
     }
 }
 
+/// An error unless the `what` operand of `op` (layout `other`) has the shape of `first`.
+fn same_shape(first: &Layout, other: &Layout, op: &str, what: &str) -> Result<()> {
+    if first.dims() == other.dims() {
+        Ok(())
+    } else {
+        Err(Error::Msg(format!(
+            "cv-kernels {op}: the {what} has shape {:?}, expected {:?}",
+            other.dims(),
+            first.dims()
+        )))
+    }
+}
+
+/// Elements per parallel task of an element-wise pass: large enough that scheduling costs
+/// nothing.
+const CHUNK: usize = 16 * 1024;
+
 /// `len` floats computed in parallel, chunk by chunk: chunk `i` (`chunk` long, the last one
 /// shorter) holds the values of `values(i)`, with room for `capacity` floats in all.
 ///
@@ -95,7 +112,6 @@ fn chunk_of(t: &[f32], chunk: usize, i: usize) -> &[f32] {
 /// `len` zeros, written in parallel (not, as `vec![0.0; len]` would, on the calling thread
 /// alone), for outputs that are accumulated into or written through `gemm`.
 fn par_zeros(len: usize) -> Vec<f32> {
-    const CHUNK: usize = 16 * 1024;
     par_collect_chunks(len, CHUNK, len, |i| {
         std::iter::repeat_n(0.0, CHUNK.min(len - i * CHUNK))
     })

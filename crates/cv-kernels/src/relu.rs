@@ -6,12 +6,9 @@
 //! [`add_relu`] also folds in the sum before it (a ResNet block's end), one autograd node
 //! instead of two.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Error, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-use crate::{chunk_of, contiguous_f32, par_collect_chunks};
-
-/// Elements per parallel task: large enough that scheduling costs nothing.
-const CHUNK: usize = 16 * 1024;
+use crate::{chunk_of, contiguous_f32, par_collect_chunks, same_shape, CHUNK};
 
 /// `max(x, 0)`, with the gradient passed where the output is positive (PyTorch's convention;
 /// candle's own passes it at 0 too). CPU `f32`; elsewhere candle's `relu`.
@@ -104,19 +101,6 @@ impl CustomOp2 for AddRelu {
         // Both summands get the same gradient: one tensor, shared.
         let dx = y.apply_op2_no_bwd(&grad.contiguous()?, &ReluGrad)?;
         Ok((Some(dx.clone()), Some(dx)))
-    }
-}
-
-/// An error unless the `what` operand of `op` (layout `other`) has the shape of `first`.
-fn same_shape(first: &Layout, other: &Layout, op: &str, what: &str) -> Result<()> {
-    if first.dims() == other.dims() {
-        Ok(())
-    } else {
-        Err(Error::Msg(format!(
-            "cv-kernels {op}: the {what} has shape {:?}, expected {:?}",
-            other.dims(),
-            first.dims()
-        )))
     }
 }
 
