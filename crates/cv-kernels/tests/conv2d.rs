@@ -25,6 +25,11 @@ const CASES: &[Case] = &[
     (4, 8, 4, 4, 8, 3, 1, 1),
     (1, 2, 3, 3, 2, 7, 1, 3),
     (2, 3, 12, 9, 5, 7, 3, 2),
+    // Same-size convolutions whose one-image im2col matrix (rows × positions, and for the
+    // input gradient out_channels × k² × positions) exceeds the kernels' block: split into
+    // spans of positions that end inside a row.
+    (1, 8, 40, 36, 8, 3, 1, 1),
+    (2, 4, 30, 30, 6, 5, 1, 2),
 ];
 
 fn normal(seed: &str, dims: &[usize]) -> Result<Tensor> {
@@ -188,20 +193,22 @@ fn matches_candle_on_random_shapes() -> Result<()> {
 
 #[test]
 fn same_bits_with_any_thread_count() -> Result<()> {
-    let case = (8, 16, 12, 12, 24, 3, 1, 1);
-    let in_pool = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| run(case, cv_kernels::conv2d))
-    };
-    let one = in_pool(1)?;
-    for threads in [2, 3, 4] {
-        let many = in_pool(threads)?;
-        for (a, b) in one.iter().zip(&many) {
-            let same = a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
-            assert!(same, "{threads} threads changed the bits");
+    // Many small blocks of images; and one image per block, split into spans of positions.
+    for case in [(8, 16, 12, 12, 24, 3, 1, 1), (2, 8, 40, 36, 8, 3, 1, 1)] {
+        let in_pool = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| run(case, cv_kernels::conv2d))
+        };
+        let one = in_pool(1)?;
+        for threads in [2, 3, 4] {
+            let many = in_pool(threads)?;
+            for (a, b) in one.iter().zip(&many) {
+                let same = a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+                assert!(same, "{threads} threads changed the bits of {case:?}");
+            }
         }
     }
     Ok(())

@@ -18,8 +18,8 @@
 //! Run by `cargo xtask bench model`, which interleaves it with the PyTorch script and reports
 //! the ratio. Threads follow `RAYON_NUM_THREADS` (candle's default: every physical core).
 //!
-//! `RAYON_NUM_THREADS=2 cargo run --release -p cv-model --example model_timing -- [K_TRAIN [K_INFER]]`
-//! (defaults 5 and 10).
+//! `RAYON_NUM_THREADS=2 cargo run --release -p cv-model --example model_timing -- [K_TRAIN [K_INFER [CASE]]]`
+//! (defaults 5 and 10; `CASE`, e.g. `cifar-resnet-20`, times that network alone, for profiling).
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -32,7 +32,8 @@ use cv_model::{
 };
 use cv_seed::{Draw, SeedTree};
 
-const USAGE: &str = "usage: model_timing [K_TRAIN [K_INFER]] (timed iterations, defaults 5 and 10)";
+const USAGE: &str =
+    "usage: model_timing [K_TRAIN [K_INFER [CASE]]] (timed iterations, defaults 5 and 10; CASE: one network)";
 const BATCH: usize = 32;
 const CLASSES: usize = 10;
 const WARM_UP: usize = 2;
@@ -151,6 +152,7 @@ fn run() -> AnyResult<()> {
     let mut args = std::env::args().skip(1);
     let k_train = iterations(args.next(), "K_TRAIN", 5)?;
     let k_infer = iterations(args.next(), "K_INFER", 10)?;
+    let only = args.next();
     if let Some(extra) = args.next() {
         return Err(format!("unexpected argument {extra:?}\n{USAGE}").into());
     }
@@ -167,7 +169,16 @@ fn run() -> AnyResult<()> {
             32,
         ),
     ];
+    if let Some(only) = only
+        .as_deref()
+        .filter(|o| cases.iter().all(|(name, ..)| name != o))
+    {
+        return Err(format!("unknown case {only:?}: resnet18 or cifar-resnet-20\n{USAGE}").into());
+    }
     for (name, architecture, size) in cases {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let input = batch(size)?;
         let shape = format!("{BATCH}x3x{size}x{size}");
 
