@@ -14,6 +14,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Error, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
 use crate::{contiguous_f32, par_zeros};
@@ -134,18 +135,20 @@ impl Geometry {
     /// output positions `span`: all ones where output column `ox` reads inside the image,
     /// zero where a shifted plane wraps into the neighbouring row (see [`im2col_same_size`]).
     fn wrap_masks(&self, span: std::ops::Range<usize>) -> Vec<u32> {
-        (0..self.kernel_w)
-            .flat_map(|j| {
-                let kept = self.valid_cols(j);
-                span.clone().map(move |t| {
-                    if kept.contains(&(t % self.width)) {
-                        !0
-                    } else {
-                        0
-                    }
-                })
-            })
-            .collect()
+        let mut masks = Vec::with_capacity(self.kernel_w * span.len());
+        for j in 0..self.kernel_w {
+            let kept = self.valid_cols(j);
+            // The column of each position, counted rather than divided: this runs per call.
+            let mut ox = span.start % self.width.max(1);
+            for _ in span.clone() {
+                masks.push(if kept.contains(&ox) { !0 } else { 0 });
+                ox += 1;
+                if ox == self.width {
+                    ox = 0;
+                }
+            }
+        }
+        masks
     }
 
     /// The input row of output row `oy` for kernel row `i`, if inside the image.
@@ -350,6 +353,22 @@ struct Scratch {
     gathered: Vec<f32>,
 }
 
+thread_local! {
+    /// Each thread's [`Scratch`], kept from call to call: fresh buffers (rayon's `*_init`
+    /// makes one per task, not per thread) are zeroed as they grow, a pass over the whole
+    /// im2col matrix each time.
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// `f` with this thread's [`Scratch`], or with fresh buffers where it is already in use: a
+/// thread waiting inside a threaded `gemm` may take on another block of the same op.
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
 /// Resized `buffer`, `len` long.
 fn sized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
     buffer.resize(len, 0.0);
@@ -477,70 +496,78 @@ fn matmul(
 /// `y [N, O, H', W']` of `x` and `weight [O, C·KH·KW]`: per block of images, im2col then one
 /// GEMM. `y` is written once, by the workers, with no zeroing pass first.
 fn forward(x: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
-    let (rows, positions, o) = (g.rows(), g.positions(), g.out_channels);
     let per_block = g.block_images();
-    let image_in = g.in_channels * g.height * g.width;
-    let len = g.batch * o * positions;
+    let block_len = per_block * g.out_channels * g.positions();
+    let len = g.batch * g.out_channels * g.positions();
     let mut y = Vec::with_capacity(len);
-    let threaded = g.batch.div_ceil(per_block) < rayon::current_num_threads();
     if len == 0 {
         return y;
     }
     y.spare_capacity_mut()[..len]
-        .par_chunks_mut(per_block * o * positions)
+        .par_chunks_mut(block_len)
         .enumerate()
-        .for_each_init(Scratch::default, |scratch, (block, y)| {
-            let images = y.len() / (o * positions);
-            let x = &x[block * per_block * image_in..][..images * image_in];
-            if images == 1 {
-                // GEMMs write straight into `y`, span by span of the image's positions.
-                for span in g.position_spans() {
-                    let cols = span.len();
-                    let col = sized(&mut scratch.col, rows * cols);
-                    if span.len() == positions {
-                        im2col(x, g, col);
-                    } else {
-                        im2col_same_size(x, g, span.clone(), col);
-                    }
-                    let (lhs, rhs) = (
-                        Strided::row_major(weight, rows),
-                        Strided::row_major(col, cols),
-                    );
-                    let dst = Dst::Overwrite(&mut y[span.start..]);
-                    matmul((o, cols, rows), dst, positions, lhs, rhs, threaded);
-                }
-                return;
-            }
-            let cols = images * positions;
-            let col = sized(&mut scratch.col, rows * cols);
-            im2col(x, g, col);
-            let (lhs, rhs) = (
-                Strided::row_major(weight, rows),
-                Strided::row_major(col, cols),
-            );
-            let product = sized(&mut scratch.product, o * cols);
-            matmul(
-                (o, cols, rows),
-                Dst::of(product, false),
-                cols,
-                lhs,
-                rhs,
-                threaded,
-            );
-            for (n, y) in y.chunks_exact_mut(o * positions).enumerate() {
-                for (c, y) in y.chunks_exact_mut(positions).enumerate() {
-                    let product = &product[c * cols + n * positions..][..positions];
-                    for (y, &v) in y.iter_mut().zip(product) {
-                        y.write(v);
-                    }
-                }
-            }
+        .for_each(|(block, y)| {
+            let x = &x[block * per_block * g.in_channels * g.height * g.width..];
+            with_scratch(|scratch| forward_block(x, weight, g, scratch, y));
         });
-    // SAFETY: the blocks cover `y[..len]`, and each block wrote all of its floats: through
-    // `gemm` (one image: the spans cover its positions, for all `o` channels) or plane by
-    // plane above.
+    // SAFETY: the blocks cover `y[..len]`, and each block wrote all of its floats (see
+    // [`forward_block`]).
     unsafe { y.set_len(len) };
     y
+}
+
+/// One block of [`forward`]: the outputs `y` of the images at the start of `x`, every float
+/// written (through `gemm` for one image, whose spans cover its positions in all `O`
+/// channels; else plane by plane from the product).
+fn forward_block(
+    x: &[f32],
+    weight: &[f32],
+    g: &Geometry,
+    scratch: &mut Scratch,
+    y: &mut [MaybeUninit<f32>],
+) {
+    let (rows, positions, o) = (g.rows(), g.positions(), g.out_channels);
+    let images = y.len() / (o * positions);
+    let x = &x[..images * g.in_channels * g.height * g.width];
+    let threaded = g.batch.div_ceil(g.block_images()) < rayon::current_num_threads();
+    let weight = || Strided::row_major(weight, rows);
+    if images == 1 {
+        // GEMMs write straight into `y`, span by span of the image's positions.
+        for span in g.position_spans() {
+            let cols = span.len();
+            let col = sized(&mut scratch.col, rows * cols);
+            if span.len() == positions {
+                im2col(x, g, col);
+            } else {
+                im2col_same_size(x, g, span.clone(), col);
+            }
+            let dst = Dst::Overwrite(&mut y[span.start..]);
+            let col = Strided::row_major(col, cols);
+            matmul((o, cols, rows), dst, positions, weight(), col, threaded);
+        }
+        return;
+    }
+    let cols = images * positions;
+    let col = sized(&mut scratch.col, rows * cols);
+    im2col(x, g, col);
+    let product = sized(&mut scratch.product, o * cols);
+    let dst = Dst::of(product, false);
+    matmul(
+        (o, cols, rows),
+        dst,
+        cols,
+        weight(),
+        Strided::row_major(col, cols),
+        threaded,
+    );
+    for (n, y) in y.chunks_exact_mut(o * positions).enumerate() {
+        for (c, y) in y.chunks_exact_mut(positions).enumerate() {
+            let product = &product[c * cols + n * positions..][..positions];
+            for (y, &v) in y.iter_mut().zip(product) {
+                y.write(v);
+            }
+        }
+    }
 }
 
 /// `dL/dx [N, C, H, W]` from `dL/dy` and the weight.
@@ -588,25 +615,27 @@ fn col2im_input_grad(grad: &[f32], weight: &[f32], g: &Geometry) -> Vec<f32> {
     }
     dx.par_chunks_mut(per_block * image_in)
         .enumerate()
-        .for_each_init(Scratch::default, |scratch, (block, dx)| {
-            let images = dx.len() / image_in;
-            let cols = images * positions;
-            let grad = &grad[block * per_block * o * positions..][..images * o * positions];
-            let grad = channel_major(grad, o, positions, &mut scratch.gathered);
-            let dcol = sized(&mut scratch.col, rows * cols);
-            let (lhs, rhs) = (
-                Strided::transposed(weight, rows),
-                Strided::row_major(grad, cols),
-            );
-            matmul(
-                (rows, cols, o),
-                Dst::of(dcol, false),
-                cols,
-                lhs,
-                rhs,
-                threaded,
-            );
-            col2im(dcol, g, dx);
+        .for_each(|(block, dx)| {
+            with_scratch(|scratch| {
+                let images = dx.len() / image_in;
+                let cols = images * positions;
+                let grad = &grad[block * per_block * o * positions..][..images * o * positions];
+                let grad = channel_major(grad, o, positions, &mut scratch.gathered);
+                let dcol = sized(&mut scratch.col, rows * cols);
+                let (lhs, rhs) = (
+                    Strided::transposed(weight, rows),
+                    Strided::row_major(grad, cols),
+                );
+                matmul(
+                    (rows, cols, o),
+                    Dst::of(dcol, false),
+                    cols,
+                    lhs,
+                    rhs,
+                    threaded,
+                );
+                col2im(dcol, g, dx);
+            })
         });
     dx
 }
@@ -624,48 +653,50 @@ fn weight_grad(x: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     let transposed = o * rows <= TRANSPOSED_WEIGHT_GRAD_MAX;
     let sums: Vec<Vec<f32>> = (0..partials)
         .into_par_iter()
-        .map_init(Scratch::default, |scratch, first| {
-            let mut sum = vec![0f32; o * rows];
-            for block in (first..blocks).step_by(partials) {
-                let start = block * per_block;
-                let images = per_block.min(g.batch - start);
-                let cols = images * positions;
-                let col = sized(&mut scratch.col, rows * cols);
-                im2col(&x[start * image_in..][..images * image_in], g, col);
-                let grad = &grad[start * o * positions..][..images * o * positions];
-                let grad = channel_major(grad, o, positions, &mut scratch.gathered);
-                let accumulate = block != first;
-                if transposed {
-                    // dWᵀ [K, O] = col · dyᵀ
-                    let (lhs, rhs) = (
-                        Strided::row_major(col, cols),
-                        Strided::transposed(grad, cols),
-                    );
-                    matmul(
-                        (rows, o, cols),
-                        Dst::of(&mut sum, accumulate),
-                        o,
-                        lhs,
-                        rhs,
-                        threaded,
-                    );
-                } else {
-                    // dW [O, K] = dy · colᵀ, straight into the weight's layout.
-                    let (lhs, rhs) = (
-                        Strided::row_major(grad, cols),
-                        Strided::transposed(col, cols),
-                    );
-                    matmul(
-                        (o, rows, cols),
-                        Dst::of(&mut sum, accumulate),
-                        rows,
-                        lhs,
-                        rhs,
-                        threaded,
-                    );
+        .map(|first| {
+            with_scratch(|scratch| {
+                let mut sum = vec![0f32; o * rows];
+                for block in (first..blocks).step_by(partials) {
+                    let start = block * per_block;
+                    let images = per_block.min(g.batch - start);
+                    let cols = images * positions;
+                    let col = sized(&mut scratch.col, rows * cols);
+                    im2col(&x[start * image_in..][..images * image_in], g, col);
+                    let grad = &grad[start * o * positions..][..images * o * positions];
+                    let grad = channel_major(grad, o, positions, &mut scratch.gathered);
+                    let accumulate = block != first;
+                    if transposed {
+                        // dWᵀ [K, O] = col · dyᵀ
+                        let (lhs, rhs) = (
+                            Strided::row_major(col, cols),
+                            Strided::transposed(grad, cols),
+                        );
+                        matmul(
+                            (rows, o, cols),
+                            Dst::of(&mut sum, accumulate),
+                            o,
+                            lhs,
+                            rhs,
+                            threaded,
+                        );
+                    } else {
+                        // dW [O, K] = dy · colᵀ, straight into the weight's layout.
+                        let (lhs, rhs) = (
+                            Strided::row_major(grad, cols),
+                            Strided::transposed(col, cols),
+                        );
+                        matmul(
+                            (o, rows, cols),
+                            Dst::of(&mut sum, accumulate),
+                            rows,
+                            lhs,
+                            rhs,
+                            threaded,
+                        );
+                    }
                 }
-            }
-            sum
+                sum
+            })
         })
         .collect();
     let mut sums = sums.into_iter();
