@@ -111,7 +111,7 @@ fn timings(command: Command) -> Result<BTreeMap<String, (Vec<f64>, String)>> {
 /// Builds `package`'s example `name` in release mode; returns the binary.
 fn build_example(root: &Path, package: &str, name: &str) -> Result<PathBuf> {
     eprintln!("building {package}'s example {name} (release)…");
-    let status = Command::new(env!("CARGO"))
+    let status = crate::cargo()
         .current_dir(root)
         .args(["build", "--release", "-p", package, "--example", name])
         .status()?;
@@ -391,7 +391,7 @@ fn bench_train(args: &BenchArgs) -> Result<()> {
     let rounds = args.rounds.min(TRAIN_MAX_ROUNDS);
     let root = workspace_root();
     eprintln!("building cv (release)…");
-    let status = Command::new(env!("CARGO"))
+    let status = crate::cargo()
         .current_dir(&root)
         .args(["build", "--release", "-p", "cv-cli"])
         .status()?;

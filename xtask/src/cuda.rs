@@ -133,7 +133,7 @@ pub fn run(args: BuildCudaArgs) -> Result<()> {
         target_dir.display()
     );
     let started = Instant::now();
-    let mut cargo = Command::new(env!("CARGO"));
+    let mut cargo = crate::cargo();
     cargo
         .current_dir(workspace)
         .args(["build", "--release", "-p", "cv-cli", "--features", "cuda"])
@@ -522,7 +522,7 @@ fn write_stubs(
 
 /// cudarc's source folder, as cargo resolves it for `cv-cli --features cuda`.
 fn cudarc_source(workspace: &Path) -> Result<PathBuf> {
-    let rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
+    let rustc = Command::new(crate::rustc())
         .arg("-vV")
         .output()
         .context("cannot run rustc")?;
@@ -530,7 +530,7 @@ fn cudarc_source(workspace: &Path) -> Result<PathBuf> {
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
         .context("rustc -vV printed no host")?;
-    let out = Command::new(env!("CARGO"))
+    let out = crate::cargo()
         .current_dir(workspace)
         .args([
             "metadata",

@@ -61,9 +61,34 @@ fn workspace_root() -> Result<&'static Path> {
         .context("xtask lives in the workspace root")
 }
 
+/// The `cargo` that built this xtask, with `RUSTC` set to [`rustc`].
+///
+/// Through `cargo xtask`, rustup's proxy has chosen the toolchain and exported its choice. Run
+/// directly (`target/debug/xtask`), a nested build would call rustup's `rustc` proxy, which
+/// obeys the `rust-toolchain.toml` of the dependency being compiled (macro_rules_attribute,
+/// in the CUDA build, pins 1.78.0) and fails where that toolchain is not installed.
+fn cargo() -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    command.env("RUSTC", rustc());
+    command
+}
+
+/// `RUSTC` if set, else the `rustc` beside the `cargo` that built this xtask (else the one on
+/// the `PATH`).
+fn rustc() -> std::ffi::OsString {
+    std::env::var_os("RUSTC").unwrap_or_else(|| {
+        let beside = Path::new(env!("CARGO")).with_file_name("rustc");
+        if beside.is_file() {
+            beside.into_os_string()
+        } else {
+            "rustc".into()
+        }
+    })
+}
+
 /// `cargo run --release -p cv-cli -- ARGS` in the workspace root.
 fn cv(args: &[String]) -> Result<()> {
-    let status = Command::new(env!("CARGO"))
+    let status = cargo()
         .current_dir(workspace_root()?)
         .args(["run", "--release", "-p", "cv-cli", "--"])
         .args(args)
