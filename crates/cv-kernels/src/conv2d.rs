@@ -171,6 +171,11 @@ fn masked(value: f32, mask: u32) -> f32 {
 /// each): 32K floats 0.93×, 96K 0.97×, 160K 0.95× the speed of 64K.
 const BLOCK_FLOATS: usize = 64 * 1024;
 
+/// Columns (output positions) a block's GEMM has at least, where the batch has them: wide
+/// layers on tiny images (resnet18's 512 channels at 2×2) would otherwise multiply matrices
+/// only a few columns wide.
+const MIN_BLOCK_COLS: usize = 64;
+
 /// Weight-gradient partial sums at most: blocks are dealt round-robin to this many
 /// accumulators (a number fixed by the shape, never by the thread count, so the summation order
 /// and the bits stay the same with any number of threads).
@@ -189,7 +194,9 @@ const MIN_WEIGHT_GRAD_COLS: usize = 512;
 impl Geometry {
     /// Images per block: as many as fit [`BLOCK_FLOATS`], at least one.
     fn block_images(&self) -> usize {
-        (BLOCK_FLOATS / (self.rows() * self.positions()).max(1)).clamp(1, self.batch.max(1))
+        let fit = BLOCK_FLOATS / (self.rows() * self.positions()).max(1);
+        let enough = MIN_BLOCK_COLS.div_ceil(self.positions().max(1));
+        fit.max(enough).clamp(1, self.batch.max(1))
     }
 
     /// Spans of one image's output positions whose im2col matrices fit [`BLOCK_FLOATS`]: only
