@@ -30,6 +30,8 @@ const CASES: &[Case] = &[
     // spans of positions that end inside a row.
     (1, 8, 40, 36, 8, 3, 1, 1),
     (2, 4, 30, 30, 6, 5, 1, 2),
+    // Wide channels on 2×2 images: blocks grow past the block size to reach enough columns.
+    (20, 128, 2, 2, 8, 3, 1, 1),
 ];
 
 fn normal(seed: &str, dims: &[usize]) -> Result<Tensor> {
