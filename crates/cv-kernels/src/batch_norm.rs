@@ -142,8 +142,8 @@ impl Geometry {
 
 /// The statistics a forward leaves for its backward (and for the caller).
 #[derive(Debug, Clone)]
-struct Saved {
-    stats: BatchStats,
+pub(crate) struct Saved {
+    pub(crate) stats: BatchStats,
     inv_std: Vec<f32>,
 }
 
@@ -250,13 +250,7 @@ impl CustomOp3 for BatchNorm {
         let x = contiguous_f32(s1, l1, "batch_norm", "input")?;
         let weight = per_channel(s2, l2, "weight", &g)?;
         let bias = per_channel(s3, l3, "bias", &g)?;
-        let saved = statistics(x, &g, self.eps);
-        let y = par_collect_chunks(x.len(), g.plane, x.len(), |q| {
-            let (scale, shift) = saved.affine(q % g.channels, weight, bias);
-            chunk_of(x, g.plane, q)
-                .iter()
-                .map(move |&x| relu_if(self.relu, x * scale + shift))
-        });
+        let (y, saved) = normalize(x, &g, weight, bias, self.eps, self.relu);
         *self.saved.lock().unwrap_or_else(PoisonError::into_inner) = Some(saved);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -275,27 +269,55 @@ impl CustomOp3 for BatchNorm {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or_else(|| Error::Msg("cv-kernels batch_norm: backward before forward".into()))?;
-        // The ReLU's mask is recomputed from `x` (the forward's very arithmetic, so the very
-        // bits): a custom op takes three inputs at most, and the bias is needed only then.
-        let relu_bias = if self.relu {
-            Some(bias.flatten_all()?.to_vec1::<f32>()?)
-        } else {
-            None
-        };
-        let op = BatchNormGrad { saved, relu_bias };
-        // One flat result: dx, then d(weight), then d(bias).
         unpack_grads(
-            &x.apply_op3_no_bwd(&grad.contiguous()?, weight, &op)?,
+            &gradients(saved, self.relu, x, weight, bias, grad)?,
             x,
             weight,
         )
     }
 }
 
-/// The backward from `(x, dL/dy, weight)`, packed as `[dx…, dweight…, dbias…]`:
-/// `dbias = Σ dy`, `dweight = Σ dy·x̂`, `dx = weight·inv_std·(dy − dbias/M − x̂·dweight/M)`.
-/// After a fused ReLU (`relu_bias` holds the bias then), `dy` is first zeroed where the
-/// forward's output was not positive.
+/// Train-mode BatchNorm of `x` (ReLU after it when `relu`): the output, and what its backward
+/// needs.
+pub(crate) fn normalize(
+    x: &[f32],
+    g: &Geometry,
+    weight: &[f32],
+    bias: &[f32],
+    eps: f64,
+    relu: bool,
+) -> (Vec<f32>, Saved) {
+    let saved = statistics(x, g, eps);
+    let y = par_collect_chunks(x.len(), g.plane, x.len(), |q| {
+        let (scale, shift) = saved.affine(q % g.channels, weight, bias);
+        chunk_of(x, g.plane, q)
+            .iter()
+            .map(move |&x| relu_if(relu, x * scale + shift))
+    });
+    (y, saved)
+}
+
+/// The backward of [`normalize`] for the output's `grad`: one flat tensor, `dL/dx`, then
+/// `dL/dweight`, then `dL/dbias`.
+pub(crate) fn gradients(
+    saved: Saved,
+    relu: bool,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    grad: &Tensor,
+) -> Result<Tensor> {
+    // The ReLU's mask is recomputed from `x` (the forward's very arithmetic, so the very
+    // bits): a custom op takes three inputs at most, and the bias is needed only then.
+    let relu_bias = if relu {
+        Some(bias.flatten_all()?.to_vec1::<f32>()?)
+    } else {
+        None
+    };
+    let op = BatchNormGrad { saved, relu_bias };
+    x.apply_op3_no_bwd(&grad.contiguous()?, weight, &op)
+}
+
 struct BatchNormGrad {
     saved: Saved,
     relu_bias: Option<Vec<f32>>,

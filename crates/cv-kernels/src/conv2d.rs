@@ -734,23 +734,20 @@ fn dims4(layout: &Layout, what: &str) -> Result<[usize; 4]> {
 
 /// The convolution; its backward applies [`InputGrad`] and [`WeightGrad`].
 #[derive(Debug, Clone, Copy)]
-struct Conv2d {
-    padding: usize,
-    stride: usize,
+pub(crate) struct Conv2d {
+    pub(crate) padding: usize,
+    pub(crate) stride: usize,
 }
 
-impl CustomOp2 for Conv2d {
-    fn name(&self) -> &'static str {
-        "cv-conv2d"
-    }
-
-    fn cpu_fwd(
+impl Conv2d {
+    /// The output `[N, O, H', W']` of the input `(s1, l1)` and the weight `(s2, l2)`.
+    pub(crate) fn values(
         &self,
         s1: &CpuStorage,
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    ) -> Result<(Vec<f32>, Shape)> {
         let [out_channels, in_channels, kernel_h, kernel_w] = dims4(l2, "weight")?;
         let input = dims4(l1, "input")?;
         if input[1] != in_channels {
@@ -764,19 +761,22 @@ impl CustomOp2 for Conv2d {
             contiguous_f32(s1, l1, "conv2d", "input")?,
             contiguous_f32(s2, l2, "conv2d", "weight")?,
         );
-        let y = forward(x, weight, &g);
-        Ok((CpuStorage::F32(y), Shape::from(g.output_dims().to_vec())))
+        Ok((
+            forward(x, weight, &g),
+            Shape::from(g.output_dims().to_vec()),
+        ))
     }
 
-    fn bwd(
+    /// The gradients of the input `x` and the weight from the output's `grad`, each only where
+    /// it is tracked: a network's input needs none, which skips the largest product of its
+    /// first layer.
+    pub(crate) fn gradients(
         &self,
         x: &Tensor,
         weight: &Tensor,
-        _output: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        // A network's input needs no gradient: skip the largest product of its first layer.
         let dx = if x.track_op() {
             let op = InputGrad {
                 conv: *self,
@@ -797,6 +797,33 @@ impl CustomOp2 for Conv2d {
             None
         };
         Ok((dx, dw))
+    }
+}
+
+impl CustomOp2 for Conv2d {
+    fn name(&self) -> &'static str {
+        "cv-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (y, shape) = self.values(s1, l1, s2, l2)?;
+        Ok((CpuStorage::F32(y), shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _output: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        self.gradients(x, weight, grad)
     }
 }
 

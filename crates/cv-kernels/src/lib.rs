@@ -11,12 +11,14 @@
 mod batch_norm;
 mod batch_norm_eval;
 mod conv2d;
+mod conv_batch_norm;
 mod max_pool;
 mod relu;
 
 pub use batch_norm::{batch_norm_relu_train, batch_norm_train, BatchStats};
 pub use batch_norm_eval::batch_norm_eval;
 pub use conv2d::conv2d;
+pub use conv_batch_norm::{conv2d_batch_norm_relu_train, conv2d_batch_norm_train};
 pub use max_pool::max_pool2d;
 pub use relu::{add_relu, relu};
 

@@ -58,6 +58,10 @@ impl Conv2d {
         })
     }
 
+    fn weight(&self) -> &Tensor {
+        self.weight.as_tensor()
+    }
+
     /// `[N, in, H, W]` → `[N, out, H', W']` (foldwise's own kernels on the CPU, candle's on
     /// CUDA).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -175,22 +179,63 @@ impl BatchNorm2d {
         self.forward_activation_t(x, train, true)
     }
 
+    /// `self.forward_t(conv.forward(x), train)`, with the ReLU after it when `then_relu`. In
+    /// train mode on the CPU, one fused kernel (`cv_kernels::conv2d_batch_norm_train`): the
+    /// same values, and no gradient for candle to accumulate between the two.
+    pub fn forward_conv_t(
+        &self,
+        conv: &Conv2d,
+        x: &Tensor,
+        train: bool,
+        then_relu: bool,
+    ) -> Result<Tensor> {
+        let Some((weight, bias)) = self.inner.weight_and_bias() else {
+            return self.forward_activation_t(&conv.forward(x)?, train, then_relu);
+        };
+        if !(train && cv_kernels::is_cpu_f32(x)) {
+            return self.forward_activation_t(&conv.forward(x)?, train, then_relu);
+        }
+        let fused = if then_relu {
+            cv_kernels::conv2d_batch_norm_relu_train
+        } else {
+            cv_kernels::conv2d_batch_norm_train
+        };
+        let eps = self.inner.eps();
+        let (y, stats) = fused(
+            x,
+            conv.weight(),
+            conv.padding,
+            conv.stride,
+            weight,
+            bias,
+            eps,
+        )?;
+        self.check_batch(y.dims())?;
+        self.update_running(stats)?;
+        Ok(y)
+    }
+
+    /// An error unless a train-mode batch of shape `dims` has two values per channel at
+    /// least: candle would divide by `n − 1 = 0` for the running variance and store inf.
+    fn check_batch(&self, dims: &[usize]) -> Result<()> {
+        let per_channel: usize = dims
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != 1)
+            .map(|(_, d)| d)
+            .product();
+        if per_channel <= 1 {
+            return Err(ModelError::BatchNormSingleValue {
+                name: self.name.clone(),
+                shape: dims.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
     fn forward_activation_t(&self, x: &Tensor, train: bool, then_relu: bool) -> Result<Tensor> {
         if train {
-            let dims = x.dims();
-            let per_channel: usize = dims
-                .iter()
-                .enumerate()
-                .filter(|&(i, _)| i != 1)
-                .map(|(_, d)| d)
-                .product();
-            // candle would divide by n - 1 = 0 for the running variance and store inf.
-            if per_channel <= 1 {
-                return Err(ModelError::BatchNormSingleValue {
-                    name: self.name.clone(),
-                    shape: dims.to_vec(),
-                });
-            }
+            self.check_batch(x.dims())?;
         }
         let fused = match self.inner.weight_and_bias() {
             Some((weight, bias)) if cv_kernels::is_cpu_f32(x) => Some(if train {
@@ -216,8 +261,7 @@ impl BatchNorm2d {
     }
 
     /// Train mode on the CPU: foldwise's fused kernel (with the ReLU after it when
-    /// `then_relu`), then the running statistics updated as candle would
-    /// (`(1 − m)·running + m·batch`, the variance unbiased).
+    /// `then_relu`), then the running statistics updated.
     fn forward_train_cpu(
         &self,
         x: &Tensor,
@@ -231,18 +275,25 @@ impl BatchNorm2d {
         } else {
             cv_kernels::batch_norm_train(x, weight, bias, eps)?
         };
+        self.update_running(stats)?;
+        Ok(y)
+    }
+
+    /// The running statistics updated from a batch's, as candle would:
+    /// `(1 − m)·running + m·batch`, the variance unbiased.
+    fn update_running(&self, stats: cv_kernels::BatchStats) -> Result<()> {
         let m = self.inner.momentum();
         let channels = stats.mean.len();
+        let device = self.inner.running_mean().device();
         let unbias = stats.count as f64 / (stats.count - 1) as f64;
         let update = |running: &Tensor, batch: Vec<f32>, scale: f64| -> Result<()> {
-            let batch = Tensor::from_vec(batch, channels, x.device())?;
+            let batch = Tensor::from_vec(batch, channels, device)?;
             let updated = ((running * (1.0 - m))? + (batch * (m * scale))?)?;
             // `running` is the variable's own tensor, so this is the variable a checkpoint saves.
             Ok(Var::from_tensor(running)?.set(&updated)?)
         };
         update(self.inner.running_mean(), stats.mean, 1.0)?;
-        update(self.inner.running_var(), stats.variance, unbias)?;
-        Ok(y)
+        update(self.inner.running_var(), stats.variance, unbias)
     }
 }
 

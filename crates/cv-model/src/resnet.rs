@@ -195,8 +195,8 @@ impl BasicBlock {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let out = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
-        let out = self.bn2.forward_t(&self.conv2.forward(&out)?, train)?;
+        let out = self.bn1.forward_conv_t(&self.conv1, x, train, true)?;
+        let out = self.bn2.forward_conv_t(&self.conv2, &out, train, false)?;
         let identity = shortcut(&self.downsample, x, train)?;
         add_relu(&out, &identity)
     }
@@ -225,9 +225,9 @@ impl Bottleneck {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let out = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
-        let out = self.bn2.forward_relu_t(&self.conv2.forward(&out)?, train)?;
-        let out = self.bn3.forward_t(&self.conv3.forward(&out)?, train)?;
+        let out = self.bn1.forward_conv_t(&self.conv1, x, train, true)?;
+        let out = self.bn2.forward_conv_t(&self.conv2, &out, train, true)?;
+        let out = self.bn3.forward_conv_t(&self.conv3, &out, train, false)?;
         let identity = shortcut(&self.downsample, x, train)?;
         add_relu(&out, &identity)
     }
@@ -235,7 +235,7 @@ impl Bottleneck {
 
 fn shortcut(downsample: &Option<(Conv2d, BatchNorm2d)>, x: &Tensor, train: bool) -> Result<Tensor> {
     match downsample {
-        Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train),
+        Some((conv, bn)) => bn.forward_conv_t(conv, x, train, false),
         None => Ok(x.clone()),
     }
 }
@@ -373,7 +373,7 @@ impl ResNet {
                 got: dims.to_vec(),
             });
         }
-        let mut x = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let mut x = self.bn1.forward_conv_t(&self.conv1, x, train, true)?;
         if self.max_pool {
             x = max_pool_3x3_s2(&x)?;
         }
