@@ -90,15 +90,11 @@ fn apply(
     let y = x
         .contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
-    // Cloned, not taken: the backward reads the same statistics.
-    let stats = saved
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .map(|saved| saved.stats.clone())
-        .ok_or_else(|| {
-            Error::Msg("cv-kernels batch_norm: the forward kept no statistics".into())
-        })?;
+    let stats = kept(
+        &saved,
+        "cv-kernels batch_norm: the forward kept no statistics",
+    )?
+    .stats;
     Ok((y, stats))
 }
 
@@ -185,6 +181,16 @@ fn statistics(x: &[f32], g: &Geometry, eps: f64) -> Saved {
     }
 }
 
+/// A copy of what a forward kept in `saved` (copied, not taken: the caller and the backward
+/// both read it), or the error `missing` if it kept nothing.
+pub(crate) fn kept<T: Clone>(saved: &Mutex<Option<T>>, missing: &str) -> Result<T> {
+    saved
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .ok_or_else(|| Error::Msg(missing.into()))
+}
+
 /// A per-channel parameter: `[C]`, f32.
 pub(crate) fn per_channel<'a>(
     storage: &'a CpuStorage,
@@ -263,12 +269,10 @@ impl CustomOp3 for BatchNorm {
         _output: &Tensor,
         grad: &Tensor,
     ) -> Result<Grads> {
-        let saved = self
-            .saved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| Error::Msg("cv-kernels batch_norm: backward before forward".into()))?;
+        let saved = kept(
+            &self.saved,
+            "cv-kernels batch_norm: backward before forward",
+        )?;
         unpack_grads(
             &gradients(saved, self.relu, x, weight, bias, grad)?,
             x,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp3, Device, Error, Layout, Result, Shape, Tensor};
 
-use crate::batch_norm::{gradients, normalize, Geometry, Saved};
+use crate::batch_norm::{gradients, kept, normalize, Geometry, Saved};
 use crate::conv2d::Conv2d;
 use crate::{contiguous_f32, BatchStats};
 
@@ -91,14 +91,11 @@ fn apply(
     let y = x
         .contiguous()?
         .apply_op3(&conv_weight.contiguous()?, &params, op)?;
-    let stats = saved
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-        .map(|(_, saved)| saved.stats.clone())
-        .ok_or_else(|| {
-            Error::Msg("cv-kernels conv2d_batch_norm: the forward kept no statistics".into())
-        })?;
+    let (_, batch) = kept(
+        &saved,
+        "cv-kernels conv2d_batch_norm: the forward kept no statistics",
+    )?;
+    let stats = batch.stats;
     Ok((y, stats))
 }
 
@@ -153,14 +150,10 @@ impl CustomOp3 for ConvBatchNorm {
         _output: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (conv_out, saved) = self
-            .saved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| {
-                Error::Msg("cv-kernels conv2d_batch_norm: backward before forward".into())
-            })?;
+        let (conv_out, saved) = kept(
+            &self.saved,
+            "cv-kernels conv2d_batch_norm: backward before forward",
+        )?;
         let channels = conv_out.dim(1)?;
         let (weight, bias) = (
             params.narrow(0, 0, channels)?,

@@ -189,12 +189,10 @@ impl BatchNorm2d {
         train: bool,
         then_relu: bool,
     ) -> Result<Tensor> {
-        let Some((weight, bias)) = self.inner.weight_and_bias() else {
-            return self.forward_activation_t(&conv.forward(x)?, train, then_relu);
+        let (weight, bias) = match self.inner.weight_and_bias() {
+            Some(params) if train && cv_kernels::is_cpu_f32(x) => params,
+            _ => return self.forward_activation_t(&conv.forward(x)?, train, then_relu),
         };
-        if !(train && cv_kernels::is_cpu_f32(x)) {
-            return self.forward_activation_t(&conv.forward(x)?, train, then_relu);
-        }
         let fused = if then_relu {
             cv_kernels::conv2d_batch_norm_relu_train
         } else {
