@@ -197,7 +197,7 @@ fn print_run_instructions(binary: &Path, toolkit: &Toolkit) {
     if toolkit.pinned && toolkit.full {
         println!(
             "This toolkit has all of them but libcuda.so.1, which comes with the driver:\n\n  \
-             LD_LIBRARY_PATH={} {} train --config configs/default.toml --set training.device=cuda",
+             LD_LIBRARY_PATH={} {} train --config configs/default.toml --device cuda",
             lib.display(),
             binary.display()
         );
@@ -207,14 +207,14 @@ fn print_run_instructions(binary: &Path, toolkit: &Toolkit) {
              be loaded). Use the GPU machine's own CUDA 13 libraries (a CUDA 13 toolkit, or \
              PyTorch's `site-packages/nvidia/cu13/lib`), or rebuild with --full and put {} on \
              LD_LIBRARY_PATH:\n\n  LD_LIBRARY_PATH=/path/to/cuda-13/lib {} train --config \
-             configs/default.toml --set training.device=cuda",
+             configs/default.toml --device cuda",
             lib.display(),
             binary.display()
         );
     } else {
         println!(
-            "For example:\n\n  LD_LIBRARY_PATH={} {} train --config configs/default.toml --set \
-             training.device=cuda",
+            "For example:\n\n  LD_LIBRARY_PATH={} {} train --config configs/default.toml \
+             --device cuda",
             [lib.clone(), toolkit.root.join("lib64")]
                 .iter()
                 .map(|p| p.display().to_string())

@@ -13,6 +13,30 @@ use cv_model::{
 use cv_split::Method;
 use serde::{Deserialize, Serialize};
 
+/// `--device`: where a command computes, in place of the config's `training.device`.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct DeviceArg {
+    /// Where to compute: `cpu`, `cuda` (the first GPU) or `cuda:N`, in place of the config's
+    /// `training.device`. A GPU needs a `cv` built with CUDA (`cargo xtask build-cuda`).
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<DeviceSpec>,
+}
+
+impl DeviceArg {
+    /// `sets` with `training.device=…` last when `--device` was given: a run records the device
+    /// it trained on in its resolved config, as with `--set training.device=…`.
+    pub fn with_sets(self, sets: &[String]) -> Vec<String> {
+        let mut sets = sets.to_vec();
+        sets.extend(self.device.map(|d| format!("training.device={d}")));
+        sets
+    }
+
+    /// The device to compute on: `--device`, else the run's `training.device`.
+    pub fn or_config(self, config: &RunConfig) -> DeviceSpec {
+        self.device.unwrap_or(config.training.device)
+    }
+}
+
 /// A whole run. Paths are relative to the folder the command is run from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,7 +163,7 @@ pub struct SlurmSection {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem: Option<String>,
-    /// GPUs per fold task (`--gres=gpu:N`); set `training.device` to `cuda` to use them.
+    /// GPUs per fold task (`--gres=gpu:N`); train on them with `--device cuda` (or `training.device`).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpus: Option<u32>,

@@ -14,7 +14,7 @@ use cv_ensemble::{
 };
 use cv_seed::SeedTree;
 
-use crate::config::RunConfig;
+use crate::config::{DeviceArg, RunConfig};
 use crate::train::batches;
 
 #[derive(Args)]
@@ -32,6 +32,8 @@ pub struct EnsembleArgs {
     /// run's held-out samples.
     #[arg(long)]
     test_manifest: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -49,6 +51,7 @@ struct FoldsFile {
 pub fn run(args: EnsembleArgs) -> Result<()> {
     let run = &args.run;
     let (config, _) = RunConfig::load(&run.join("config.toml"), &[])?;
+    let device = args.device.or_config(&config).open()?;
     let folds: FoldsFile = serde_json::from_str(
         &std::fs::read_to_string(run.join("folds.json"))
             .with_context(|| format!("{} has no folds.json: is it a run folder?", run.display()))?,
@@ -64,7 +67,6 @@ pub fn run(args: EnsembleArgs) -> Result<()> {
         }
         models.push(ModelFile::read(&path)?);
     }
-    let device = config.training.device.open()?;
     let dataset = Arc::new(
         Dataset::from_manifest(&config.data.manifest, &config.data.columns, None)
             .with_context(|| format!("cannot read {}", config.data.manifest.display()))?,

@@ -12,12 +12,13 @@ use cv_data::{ClassMap, Dataset, Loader, Origin, Sample, Sampling};
 use cv_ensemble::{ensemble_probabilities, Combine, ModelFile};
 use cv_seed::SeedTree;
 
-use crate::config::RunConfig;
+use crate::config::{DeviceArg, RunConfig};
 use crate::train::{batches, FoldsFile};
 
 #[derive(Args)]
 pub struct PredictArgs {
-    /// The run folder whose configuration (transforms, channels, device) and models to use.
+    /// The run folder whose configuration (transforms, channels, device unless `--device`) and
+    /// models to use.
     #[arg(long)]
     run: PathBuf,
     /// One model file instead of the run's fold models (e.g. the averaged model).
@@ -31,10 +32,13 @@ pub struct PredictArgs {
     /// Write the CSV here (atomically) instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
     let (config, _) = RunConfig::load(&args.run.join("config.toml"), &[])?;
+    let device = args.device.or_config(&config).open()?;
     let models: Vec<ModelFile> = match &args.model {
         Some(path) => vec![ModelFile::read(path)?],
         None => {
@@ -76,7 +80,6 @@ pub fn run(args: PredictArgs) -> Result<()> {
         classes: classes.clone(),
         listing_problems: vec![],
     });
-    let device = config.training.device.open()?;
     let loader = Loader::new(
         Arc::clone(&dataset),
         (0..dataset.len()).collect(),

@@ -10,7 +10,7 @@ use cv_model::checkpoint::{save_model, weights_hash, ModelSidecar};
 use cv_model::{build, train_fold, Progress};
 use cv_seed::SeedTree;
 
-use crate::config::RunConfig;
+use crate::config::{DeviceArg, RunConfig};
 use crate::train::{batches, metric_map, write_history};
 
 /// The stream key of the refit's data order and augmentation (fold numbers count from 0, so this
@@ -25,6 +25,8 @@ pub struct RefitArgs {
     /// Override a config value for the refit, e.g. `--set training.epochs=12` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Print only the result.
     #[arg(long, short)]
     quiet: bool,
@@ -36,20 +38,24 @@ impl RefitArgs {
         Self {
             run,
             sets: vec![],
+            device: DeviceArg::default(),
             quiet,
         }
     }
 }
 
 pub fn run(args: RefitArgs) -> Result<()> {
-    let (config, resolved) = RunConfig::load(&args.run.join("config.toml"), &args.sets)?;
+    let (config, resolved) = RunConfig::load(
+        &args.run.join("config.toml"),
+        &args.device.with_sets(&args.sets),
+    )?;
+    let device = config.training.device.open()?;
     let dataset = Dataset::from_manifest(&config.data.manifest, &config.data.columns, None)
         .with_context(|| format!("cannot read {}", config.data.manifest.display()))?;
     let report = check(&dataset, 1);
     if !report.is_ok() {
         anyhow::bail!("the data set has problems; nothing was trained or written:\n{report}");
     }
-    let device = config.training.device.open()?;
     let tree = SeedTree::new(config.seed);
     let model_config = config.model_config(dataset.classes.len());
     let model = build(&model_config, &tree.child("init"), &device)?;

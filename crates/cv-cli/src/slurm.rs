@@ -14,7 +14,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::config::{RunConfig, SlurmSection};
+use crate::config::{DeviceArg, RunConfig, SlurmSection};
 use crate::train::{default_run_dir, plan_run};
 
 #[derive(Args)]
@@ -25,6 +25,9 @@ pub struct SlurmArgs {
     /// Override a config value, e.g. `--set training.lr=0.01` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    // Where the fold tasks train: recorded in the plan, as `--set training.device=…` is.
+    #[command(flatten)]
+    device: DeviceArg,
     /// The run folder, on a filesystem the compute nodes share (default:
     /// `<output.runs_dir>/<config name>-seed<seed>`).
     #[arg(long)]
@@ -46,7 +49,7 @@ pub struct SlurmArgs {
 /// `cv slurm`: writes the plan and `<run>/slurm/{train,aggregate}.sbatch`, and submits them
 /// with `--submit`.
 pub fn run(args: SlurmArgs) -> Result<()> {
-    let (config, resolved) = RunConfig::load(&args.config, &args.sets)?;
+    let (config, resolved) = RunConfig::load(&args.config, &args.device.with_sets(&args.sets))?;
     let settings = merge(args.slurm, config.slurm.clone().unwrap_or_default());
     validate(&settings)?;
     let cv = match &settings.cv {
@@ -64,8 +67,16 @@ pub fn run(args: SlurmArgs) -> Result<()> {
     for path in [&cwd, &run_dir, &cv] {
         sbatch_safe(path)?;
     }
-    if settings.gpus.unwrap_or(0) > 0 && config.training.device == cv_model::DeviceSpec::Cpu {
-        eprintln!("warning: slurm.gpus asks for GPUs but training.device is cpu");
+    match (settings.gpus.unwrap_or(0) > 0, config.training.device) {
+        (true, cv_model::DeviceSpec::Cpu) => {
+            eprintln!("warning: slurm.gpus asks for GPUs but training.device is cpu (--device cuda trains on them)");
+        }
+        (false, device @ cv_model::DeviceSpec::Cuda(_)) => {
+            eprintln!(
+                "warning: training.device is {device} but the tasks ask for no GPU (--gpus 1)"
+            );
+        }
+        _ => {}
     }
 
     let plan = plan_run(&config, &resolved, &run_dir, args.resume, args.force)?;

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::RunConfig;
+use crate::config::{DeviceArg, RunConfig};
 
 #[derive(Args)]
 pub struct SweepArgs {
@@ -21,6 +21,8 @@ pub struct SweepArgs {
     /// Fixed overrides for every combination (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
+    #[command(flatten)]
+    device: DeviceArg,
     /// Where the combinations' run folders go (default `<output.runs_dir>/<config>-sweep`).
     #[arg(long)]
     sweep_dir: Option<PathBuf>,
@@ -42,7 +44,10 @@ struct Ranked {
 }
 
 pub fn run(args: SweepArgs) -> Result<()> {
-    let (config, _) = RunConfig::load(&args.config, &args.sets)?;
+    let sets = args.device.with_sets(&args.sets);
+    let (config, _) = RunConfig::load(&args.config, &sets)?;
+    // Before any combination trains, so that a device that cannot be used stops the sweep here.
+    config.training.device.open()?;
     // Axes: the config's [sweep] table, then --grid, as `key=value` strings for --set.
     let mut axes: Vec<Vec<String>> = config
         .sweep
@@ -104,7 +109,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
         crate::train::run(crate::train::TrainArgs {
             config: Some(args.config.clone()),
             run: None,
-            sets: [args.sets.clone(), settings.clone()].concat(),
+            sets: [sets.clone(), settings.clone()].concat(),
+            device: DeviceArg::default(),
             run_dir: Some(run.clone()),
             fold: None,
             resume,

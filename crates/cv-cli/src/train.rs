@@ -19,7 +19,7 @@ use cv_split::{Size, SplitSpec, StratifiedShuffleSplit};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::RunConfig;
+use crate::config::{DeviceArg, RunConfig};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -34,12 +34,14 @@ pub struct TrainArgs {
         long,
         value_name = "RUN_DIR",
         requires = "fold",
-        conflicts_with_all = ["config", "sets", "run_dir", "resume", "force"]
+        conflicts_with_all = ["config", "sets", "device", "run_dir", "resume", "force"]
     )]
     pub(crate) run: Option<PathBuf>,
     /// Override a config value, e.g. `--set training.lr=0.01` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub(crate) sets: Vec<String>,
+    #[command(flatten)]
+    pub(crate) device: DeviceArg,
     /// The run folder (default: `<output.runs_dir>/<config name>-seed<seed>`).
     #[arg(long)]
     pub(crate) run_dir: Option<PathBuf>,
@@ -88,7 +90,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let config_path = args.config.as_deref().context("--config is needed")?;
     let started = Instant::now();
-    let (config, resolved) = RunConfig::load(config_path, &args.sets)?;
+    let (config, resolved) = RunConfig::load(config_path, &args.device.with_sets(&args.sets))?;
     let device = config.training.device.open()?;
     let Plan {
         run_dir,

@@ -225,6 +225,17 @@ fn predict_writes_probabilities_for_images() {
         &images[1],
     ]));
     let text = String::from_utf8(out.stdout).unwrap();
+    // `--device cpu` is where this run computes anyway: the same output.
+    let on_cpu = ok(cv(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        "--device",
+        "cpu",
+        &images[0],
+        &images[1],
+    ]));
+    assert_eq!(String::from_utf8(on_cpu.stdout).unwrap(), text);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "path,predicted,prob_c0,prob_c1,prob_c2");
     assert_eq!(lines.len(), 3);
@@ -311,6 +322,60 @@ fn sweep_ranks_a_grid_and_refits_the_best() {
         "best not refitted"
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("| 1 | training.lr="));
+}
+
+/// `--device` on every command that computes. `cpu` gives the run a config's default gives, and
+/// is recorded; a GPU asked of a build without CUDA, or a device that does not exist, is a clear
+/// error before anything is written.
+#[test]
+fn device_flag_chooses_where_each_command_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dataset(dir.path());
+    let config = config(dir.path(), &manifest, "");
+    let run = dir.path().join("run");
+    let on_cpu = dir.path().join("on-cpu");
+    ok(train(&config, &run, &[]));
+    ok(train(&config, &on_cpu, &["--device", "cpu"]));
+    same_artefacts(&run, &on_cpu);
+    assert!(std::fs::read_to_string(on_cpu.join("config.toml"))
+        .unwrap()
+        .contains("device = \"cpu\""));
+
+    let out = train(&config, &dir.path().join("gpu"), &["--device", "gpu"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use cpu, cuda or cuda:N"));
+    assert!(!dir.path().join("gpu").exists());
+
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let (run, config) = (run.to_str().unwrap(), config.to_str().unwrap());
+    let image = dir.path().join("img00.png");
+    let new_run = dir.path().join("cuda-run");
+    let sweep = dir.path().join("cuda-sweep");
+    let predictions = dir.path().join("p.csv");
+    #[rustfmt::skip]
+    let commands: [&[&str]; 5] = [
+        &["train", "--config", config, "--run-dir", new_run.to_str().unwrap()],
+        &["sweep", "--config", config, "--grid", "training.lr=0.1,0.2", "--sweep-dir", sweep.to_str().unwrap()],
+        &["refit", "--run", run],
+        &["predict", "--run", run, "--output", predictions.to_str().unwrap(), image.to_str().unwrap()],
+        &["ensemble", "--run", run],
+    ];
+    for args in commands {
+        let out = cv(&[args, &["--device", "cuda:1"]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} ran");
+        assert!(
+            stderr.contains("cuda:1 was asked for, but this cv was built without CUDA")
+                && stderr.contains("cargo xtask build-cuda"),
+            "{args:?}: {stderr}"
+        );
+    }
+    let (full, ensemble) = (dir.path().join("run/full"), dir.path().join("run/ensemble"));
+    for written in [new_run, sweep, predictions, full, ensemble] {
+        assert!(!written.exists(), "{} was written", written.display());
+    }
 }
 
 #[test]

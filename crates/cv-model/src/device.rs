@@ -81,10 +81,12 @@ pub fn configure_cpu_process() {
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error(
-        "{0} was asked for, but this foldwise was built without CUDA; rebuild with `--features cuda` (see the README) or use --device cpu"
+        "{0} was asked for, but this cv was built without CUDA: build one with `cargo xtask build-cuda` (`--features cuda`; see the README), or use --device cpu"
     )]
     NotBuilt(DeviceSpec),
-    #[error("cannot open {spec}: {message}")]
+    #[error(
+        "cannot open {spec}: {message} (does `nvidia-smi` list the GPU, and does CUDA_VISIBLE_DEVICES allow it? --device cpu trains without one)"
+    )]
     Open { spec: DeviceSpec, message: String },
 }
 
@@ -124,6 +126,10 @@ mod tests {
     fn cuda_without_the_feature_is_a_clear_error() {
         let err = DeviceSpec::Cuda(0).open().unwrap_err();
         assert!(matches!(err, DeviceError::NotBuilt(DeviceSpec::Cuda(0))));
-        assert!(err.to_string().contains("--features cuda"), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("--features cuda") && text.contains("--device cpu"),
+            "{text}"
+        );
     }
 }
