@@ -31,7 +31,7 @@ pub struct BatchStats {
 /// Train-mode BatchNorm of `x [N, C, H, W]` (or `[N, C]`): `(x − mean) / sqrt(var + eps) · weight
 /// + bias` with the batch's own per-channel mean and biased variance, which are returned beside
 /// the output so that the caller can update its running statistics. CPU and `f32` only (see
-/// [`crate::is_cpu_f32`]); `weight` and `bias` are `[C]`.
+/// [`crate::applies_to`]); `weight` and `bias` are `[C]`.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};

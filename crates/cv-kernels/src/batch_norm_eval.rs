@@ -15,7 +15,7 @@ use crate::{chunk_of, contiguous_f32, par_collect_chunks, same_shape};
 /// `running_mean` and `running_var` (`[C]`, not trained: they get no gradient), then a ReLU
 /// when `then_relu`. The values are those of `candle_nn::BatchNorm::forward_t(x, false)`
 /// (followed by `relu`), bit for bit; `x`, `weight` and `bias` get their gradients. CPU `f32`
-/// only (see [`crate::is_cpu_f32`]).
+/// only (see [`crate::applies_to`]).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};

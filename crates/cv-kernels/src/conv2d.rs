@@ -38,7 +38,7 @@ use crate::{contiguous_f32, par_zeros};
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn conv2d(x: &Tensor, weight: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
-    if crate::is_cpu_f32(x) && weight.dtype() == DType::F32 {
+    if crate::applies_to(x) && weight.dtype() == DType::F32 {
         x.contiguous()?
             .apply_op2(&weight.contiguous()?, Conv2d { padding, stride })
     } else {

@@ -16,7 +16,7 @@ use crate::conv2d::Conv2d;
 use crate::{contiguous_f32, BatchStats};
 
 /// [`crate::batch_norm_train`] of [`crate::conv2d`]`(x, conv_weight, padding, stride)`, as one
-/// op with one backward. CPU and `f32` only (see [`crate::is_cpu_f32`]).
+/// op with one backward. CPU and `f32` only (see [`crate::applies_to`]).
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};

@@ -6,7 +6,9 @@
 //! candle custom ops with a backward of their own: convolutions as large GEMMs (the `gemm`
 //! crate candle already uses), BatchNorm and ReLU in two passes or one. All are deterministic:
 //! the same inputs give the same bits with any number of threads. They run on the CPU in `f32`;
-//! elsewhere [`conv2d`] and [`relu`] fall back to candle's own ops.
+//! elsewhere [`conv2d`] and [`relu`] fall back to candle's own ops, and callers choose by
+//! [`applies_to`]. [`with_candle_ops`] turns the kernels off, so that a CPU can check the path a
+//! GPU takes.
 
 mod batch_norm;
 mod batch_norm_eval;
@@ -22,12 +24,49 @@ pub use conv_batch_norm::{conv2d_batch_norm_relu_train, conv2d_batch_norm_train}
 pub use max_pool::max_pool2d;
 pub use relu::{add_relu, relu};
 
+use std::cell::Cell;
+
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Error, Layout, Result, Tensor};
 
-/// Whether `t` lives on the CPU in `f32`: where the kernels of this crate apply.
-pub fn is_cpu_f32(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
+thread_local! {
+    static CANDLE_OPS_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the kernels of this crate apply to `t`: it lives on the CPU in `f32`, and the calling
+/// thread is not inside [`with_candle_ops`].
+pub fn applies_to(t: &Tensor) -> bool {
+    !CANDLE_OPS_ONLY.get() && t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// Runs `f` with this crate's kernels off on the calling thread: every choice made by
+/// [`applies_to`] in it takes candle's own ops, the path a GPU runs. For tests and comparisons:
+/// the CPU can check that path's values and gradients against the kernels' without a GPU.
+/// (The choice is made when a graph is built; its backward follows the ops it was built of.)
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+///
+/// let x = Tensor::new(&[-1f32, 2.], &Device::Cpu)?;
+/// assert!(cv_kernels::applies_to(&x));
+/// let y = cv_kernels::with_candle_ops(|| {
+///     assert!(!cv_kernels::applies_to(&x));
+///     cv_kernels::relu(&x) // candle's `relu`
+/// })?;
+/// assert_eq!(y.to_vec1::<f32>()?, [0., 2.]);
+/// assert!(cv_kernels::applies_to(&x));
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn with_candle_ops<T>(f: impl FnOnce() -> T) -> T {
+    /// Restores the previous setting, also when `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CANDLE_OPS_ONLY.set(self.0);
+        }
+    }
+    let _restore = Restore(CANDLE_OPS_ONLY.replace(true));
+    f()
 }
 
 /// The `f32` elements of a contiguous CPU tensor, the `what` operand of `op`.

@@ -19,7 +19,7 @@ use crate::{contiguous_f32, par_zeros};
 /// Max-pooling of `x [N, C, H, W]` over `kernel × kernel` windows at `stride`, with `padding`
 /// on every side that never wins (PyTorch's `max_pool2d`, `ceil_mode=False`, no dilation). The
 /// gradient of each output goes to the first input of its window, in row-major order, that
-/// holds the maximum (a NaN wins), as in PyTorch. CPU `f32` only (see [`crate::is_cpu_f32`]).
+/// holds the maximum (a NaN wins), as in PyTorch. CPU `f32` only (see [`crate::applies_to`]).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};

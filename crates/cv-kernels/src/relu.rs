@@ -21,7 +21,7 @@ use crate::{chunk_of, contiguous_f32, par_collect_chunks, same_shape, CHUNK};
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if crate::is_cpu_f32(x) {
+    if crate::applies_to(x) {
         x.contiguous()?.apply_op1(Relu)
     } else {
         x.relu()
@@ -40,7 +40,7 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 /// # Ok::<(), candle_core::Error>(())
 /// ```
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if crate::is_cpu_f32(a) && crate::is_cpu_f32(b) {
+    if crate::applies_to(a) && crate::applies_to(b) {
         a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
     } else {
         (a + b)?.relu()

@@ -190,7 +190,7 @@ impl BatchNorm2d {
         then_relu: bool,
     ) -> Result<Tensor> {
         let (weight, bias) = match self.inner.weight_and_bias() {
-            Some(params) if train && cv_kernels::is_cpu_f32(x) => params,
+            Some(params) if train && cv_kernels::applies_to(x) => params,
             _ => return self.forward_activation_t(&conv.forward(x)?, train, then_relu),
         };
         let fused = if then_relu {
@@ -236,7 +236,7 @@ impl BatchNorm2d {
             self.check_batch(x.dims())?;
         }
         let fused = match self.inner.weight_and_bias() {
-            Some((weight, bias)) if cv_kernels::is_cpu_f32(x) => Some(if train {
+            Some((weight, bias)) if cv_kernels::applies_to(x) => Some(if train {
                 self.forward_train_cpu(x, weight, bias, then_relu)?
             } else {
                 cv_kernels::batch_norm_eval(
@@ -362,7 +362,7 @@ pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
         ))
         .into());
     }
-    if cv_kernels::is_cpu_f32(x) {
+    if cv_kernels::applies_to(x) {
         return Ok(cv_kernels::max_pool2d(x, 3, 2, 1)?);
     }
     let rows = max_3_stride_2(x, 2)?;
