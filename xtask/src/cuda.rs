@@ -68,6 +68,10 @@ pub struct BuildCudaArgs {
     /// Lay out the toolkit and write its `env.sh`, but do not build.
     #[arg(long)]
     toolkit_only: bool,
+    /// Also build the GPU benchmark (cv-model's `model_timing` example), and pack it with `cv`
+    /// into `target/cuda/gpu-check/` for `tools/cuda/gpu-check.sh` on a GPU machine.
+    #[arg(long, conflicts_with = "toolkit_only")]
+    bench: bool,
 }
 
 fn parse_compute_cap(s: &str) -> Result<String, String> {
@@ -133,19 +137,26 @@ pub fn run(args: BuildCudaArgs) -> Result<()> {
         target_dir.display()
     );
     let started = Instant::now();
+    // One cargo run for both binaries: built separately, cv-model's example resolves other
+    // dependency features than cv and rebuilds candle (15 more minutes cold).
+    let mut what = vec!["-p", "cv-cli", "--bin", "cv", "--features", "cv-cli/cuda"];
+    if args.bench {
+        what.extend(["-p", "cv-model", "--example", "model_timing"]);
+        what.extend(["--features", "cv-model/cuda"]);
+    }
     let mut cargo = crate::cargo();
     cargo
         .current_dir(workspace)
-        .args(["build", "--release", "-p", "cv-cli", "--features", "cuda"])
+        .args(["build", "--release"])
+        .args(&what)
         .arg("--target-dir")
-        .arg(&target_dir);
-    for (key, value) in build_env(&toolkit, &args.compute_cap)? {
-        cargo.env(key, value);
-    }
+        .arg(&target_dir)
+        .envs(build_env(&toolkit, &args.compute_cap)?);
     let status = cargo.status().context("cannot run cargo")?;
     ensure!(
         status.success(),
-        "`cargo build --release -p cv-cli --features cuda` failed (toolkit {})",
+        "`cargo build --release {}` failed (toolkit {})",
+        what.join(" "),
         toolkit.root.display()
     );
     let minutes = started.elapsed().as_secs_f64() / 60.0;
@@ -160,6 +171,40 @@ pub fn run(args: BuildCudaArgs) -> Result<()> {
         size as f64 / 1e6
     );
     print_run_instructions(&binary, &toolkit);
+    if args.bench {
+        pack_gpu_check(&target_dir)?;
+    }
+    Ok(())
+}
+
+/// Packs `cv` and `model_timing` (gzipped: the two are over 100 MB, mostly PTX, which
+/// compresses well) into `<target>/cuda/gpu-check/`, what `tools/cuda/gpu-check.sh` unpacks.
+fn pack_gpu_check(target_dir: &Path) -> Result<()> {
+    let release = target_dir.join("release");
+    let dir = target_dir.join("gpu-check");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut total = 0;
+    for binary in [release.join("cv"), release.join("examples/model_timing")] {
+        let name = binary.file_name().context("a binary without a name")?;
+        let packed = dir.join(name).with_extension("gz");
+        let out = fs::File::create(&packed)
+            .with_context(|| format!("cannot write {}", packed.display()))?;
+        let status = Command::new("gzip")
+            .args(["-6", "-c"])
+            .arg(&binary)
+            .stdout(out)
+            .status()
+            .context("cannot run gzip")?;
+        ensure!(status.success(), "gzip of {} failed", binary.display());
+        total += fs::metadata(&packed)?.len();
+    }
+    println!(
+        "
+packed cv and model_timing into {} ({:.1} MB). On a GPU machine with PyTorch (CUDA 13), \
+         from the repository root with that folder in place:\n\n  bash tools/cuda/gpu-check.sh",
+        dir.display(),
+        total as f64 / 1e6
+    );
     Ok(())
 }
 

@@ -367,7 +367,7 @@ fn device_flag_chooses_where_each_command_computes() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} ran");
         assert!(
-            stderr.contains("cuda:1 was asked for, but this cv was built without CUDA")
+            stderr.contains("cuda:1 was asked for, but this binary was built without CUDA")
                 && stderr.contains("cargo xtask build-cuda"),
             "{args:?}: {stderr}"
         );

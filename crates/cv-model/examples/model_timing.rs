@@ -1,25 +1,36 @@
-//! Times our ResNets on the CPU, as `benches/torch_models.py` times PyTorch's: for torchvision's
-//! resnet18 on 3×64×64 images and the CIFAR ResNet-20 (width 1) on 3×32×32, batch 32, 10 classes:
+//! Times our ResNets, as `benches/torch_models.py` times PyTorch's. Cases (10 classes):
 //!
+//! | case | network | images | batch |
+//! | --- | --- | --- | --- |
+//! | `resnet18` (default) | torchvision's resnet18 | 3×64×64 | 32 |
+//! | `cifar-resnet-20` (default) | the CIFAR ResNet-20 (width 1) | 3×32×32 | 32 |
+//! | `resnet50-224` | torchvision's resnet50 | 3×224×224 | 64 |
+//! | `resnet18-224` | torchvision's resnet18 | 3×224×224 | 128 |
+//!
+//! For each:
 //! - a full train step: train-mode forward, cross-entropy, backward, SGD (momentum 0.9, lr 0.01);
 //! - inference: an eval-mode forward only.
 //!
 //! The input is one fixed batch of standard-normal pixels and labels `i % 10`, drawn on the host
-//! from a seeded stream (never candle's RNG). Each case warms up with 2 iterations, then times K.
-//! Prints one JSON line per case:
-//! `{"case": …, "images_per_s": …, "seconds_per_iter": [..], "parameters": …, "threads": …}`,
-//! where `images_per_s` is `32 · K / Σ seconds` and `parameters` counts trainable elements (the
-//! xtask checks it against PyTorch's, a cheap check that the two architectures agree).
+//! from a seeded stream (never candle's RNG) and uploaded. Each case warms up with 2 iterations,
+//! then times K, each ending once the device has finished. Prints one JSON line per case:
+//! `{"case": …, "images_per_s": …, "seconds_per_iter": [..], "parameters": …, "threads": …,
+//! "device": …}`, where `images_per_s` is `batch · K / Σ seconds` and `parameters` counts
+//! trainable elements (the xtask checks it against PyTorch's, a cheap check that the two
+//! architectures agree).
 //!
 //! Train cases add `"deterministic"`: a second model, built afresh from the same seed, repeats
 //! the warm-up and the first timed step untimed, and its loss must equal the first run's bit for
 //! bit (`"loss_bits"` gives the first run's, as hex).
 //!
-//! Run by `cargo xtask bench model`, which interleaves it with the PyTorch script and reports
-//! the ratio. Threads follow `RAYON_NUM_THREADS` (candle's default: every physical core).
+//! `cargo xtask bench model` interleaves the default cases with the PyTorch script on the CPU and
+//! reports the ratio; `tools/cuda/gpu-check.sh` times the 224² cases on a GPU (built by
+//! `cargo xtask build-cuda --bench`). CPU threads follow `RAYON_NUM_THREADS` (candle's default:
+//! every physical core).
 //!
-//! `RAYON_NUM_THREADS=2 cargo run --release -p cv-model --example model_timing -- [K_TRAIN [K_INFER [CASE]]]`
-//! (defaults 5 and 10; `CASE`, e.g. `cifar-resnet-20`, times that network alone, for profiling).
+//! `RAYON_NUM_THREADS=2 cargo run --release -p cv-model --example model_timing -- [K_TRAIN [K_INFER [CASES [DEVICE]]]]`
+//! (defaults 5, 10, `resnet18,cifar-resnet-20` and `cpu`; CASES is a comma-separated list, e.g.
+//! `cifar-resnet-20` alone for profiling; DEVICE is `cpu`, `cuda` or `cuda:N`).
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -27,15 +38,54 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use cv_model::{
-    build, Architecture, CrossEntropyLoss, ModelConfig, Optimizer, OptimizerConfig, ResNet,
-    SgdConfig,
+    build, Architecture, CrossEntropyLoss, DeviceSpec, ModelConfig, Optimizer, OptimizerConfig,
+    ResNet, SgdConfig,
 };
 use cv_seed::{Draw, SeedTree};
 
-const USAGE: &str =
-    "usage: model_timing [K_TRAIN [K_INFER [CASE]]] (timed iterations, defaults 5 and 10; CASE: one network)";
-const BATCH: usize = 32;
+const USAGE: &str = "usage: model_timing [K_TRAIN [K_INFER [CASES [DEVICE]]]] (timed iterations, \
+     defaults 5 and 10; CASES: comma-separated, default resnet18,cifar-resnet-20; DEVICE: cpu, \
+     cuda or cuda:N)";
 const CLASSES: usize = 10;
+
+/// One network on one input size and batch.
+struct Case {
+    name: &'static str,
+    architecture: Architecture,
+    size: usize,
+    batch: usize,
+}
+
+const CASES: [Case; 4] = [
+    Case {
+        name: "resnet18",
+        architecture: Architecture::Resnet18,
+        size: 64,
+        batch: 32,
+    },
+    Case {
+        name: "cifar-resnet-20",
+        architecture: Architecture::CifarResnet {
+            depth: 20,
+            width: 1,
+        },
+        size: 32,
+        batch: 32,
+    },
+    Case {
+        name: "resnet50-224",
+        architecture: Architecture::Resnet50,
+        size: 224,
+        batch: 64,
+    },
+    Case {
+        name: "resnet18-224",
+        architecture: Architecture::Resnet18,
+        size: 224,
+        batch: 128,
+    },
+];
+const DEFAULT_CASES: &str = "resnet18,cifar-resnet-20";
 const WARM_UP: usize = 2;
 const LR: f64 = 0.01;
 
@@ -55,40 +105,37 @@ fn iterations(arg: Option<String>, name: &str, default: usize) -> AnyResult<usiz
     }
 }
 
-/// Seeded host-drawn images `[BATCH, 3, size, size]` and labels `i % CLASSES`.
-fn batch(size: usize) -> AnyResult<(Tensor, Tensor)> {
+/// Seeded host-drawn images `[batch, 3, size, size]` and labels `i % CLASSES`, on `device`.
+fn batch(case: &Case, device: &Device) -> AnyResult<(Tensor, Tensor)> {
+    let (n, size) = (case.batch, case.size);
     let mut rng = SeedTree::new(0).path("bench/model-timing/input").rng();
-    let pixels: Vec<f32> = (0..BATCH * 3 * size * size)
+    let pixels: Vec<f32> = (0..n * 3 * size * size)
         .map(|_| rng.normal() as f32)
         .collect();
-    let labels: Vec<u32> = (0..BATCH).map(|i| (i % CLASSES) as u32).collect();
+    let labels: Vec<u32> = (0..n).map(|i| (i % CLASSES) as u32).collect();
     Ok((
-        Tensor::from_vec(pixels, (BATCH, 3, size, size), &Device::Cpu)?,
-        Tensor::from_vec(labels, BATCH, &Device::Cpu)?,
+        Tensor::from_vec(pixels, (n, 3, size, size), device)?,
+        Tensor::from_vec(labels, n, device)?,
     ))
 }
 
-fn model(architecture: Architecture) -> AnyResult<ResNet> {
+fn model(architecture: Architecture, device: &Device) -> AnyResult<ResNet> {
     let config = ModelConfig {
         architecture,
         in_channels: 3,
         num_classes: CLASSES,
         dropout: 0.0,
     };
-    Ok(build(
-        &config,
-        &SeedTree::new(0).child("init"),
-        &Device::Cpu,
-    )?)
+    Ok(build(&config, &SeedTree::new(0).child("init"), device)?)
 }
 
 /// A fresh model and SGD optimizer (momentum 0.9, no weight decay).
-fn trainer(architecture: Architecture) -> AnyResult<(ResNet, Optimizer)> {
+fn trainer(architecture: Architecture, device: &Device) -> AnyResult<(ResNet, Optimizer)> {
     let sgd = OptimizerConfig::Sgd(SgdConfig {
         momentum: 0.9,
         ..SgdConfig::default()
     });
-    Ok((model(architecture)?, Optimizer::new(&sgd)?))
+    Ok((model(architecture, device)?, Optimizer::new(&sgd)?))
 }
 
 /// One train step; returns the loss.
@@ -132,8 +179,20 @@ fn parameters(model: &ResNet) -> usize {
         .sum()
 }
 
-fn images_per_s(seconds: &[f64]) -> f64 {
-    (BATCH * seconds.len()) as f64 / seconds.iter().sum::<f64>()
+fn images_per_s(batch: usize, seconds: &[f64]) -> f64 {
+    (batch * seconds.len()) as f64 / seconds.iter().sum::<f64>()
+}
+
+/// The cases named in `list` (comma-separated), in that order.
+fn chosen_cases(list: &str) -> AnyResult<Vec<&'static Case>> {
+    list.split(',')
+        .map(|name| {
+            CASES.iter().find(|c| c.name == name.trim()).ok_or_else(|| {
+                let known: Vec<&str> = CASES.iter().map(|c| c.name).collect();
+                format!("unknown case {name:?}: use {}\n{USAGE}", known.join(", ")).into()
+            })
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -152,45 +211,32 @@ fn run() -> AnyResult<()> {
     let mut args = std::env::args().skip(1);
     let k_train = iterations(args.next(), "K_TRAIN", 5)?;
     let k_infer = iterations(args.next(), "K_INFER", 10)?;
-    let only = args.next();
+    let cases = chosen_cases(&args.next().unwrap_or_else(|| DEFAULT_CASES.to_owned()))?;
+    let spec: DeviceSpec = match args.next() {
+        Some(text) => text.parse().map_err(|e| format!("{e}\n{USAGE}"))?,
+        None => DeviceSpec::Cpu,
+    };
     if let Some(extra) = args.next() {
         return Err(format!("unexpected argument {extra:?}\n{USAGE}").into());
     }
+    let device = spec.open()?;
     let threads = candle_core::utils::get_num_threads();
-    let loss_fn = CrossEntropyLoss::new(0.0, None, &Device::Cpu)?;
-    let cases = [
-        ("resnet18", Architecture::Resnet18, 64),
-        (
-            "cifar-resnet-20",
-            Architecture::CifarResnet {
-                depth: 20,
-                width: 1,
-            },
-            32,
-        ),
-    ];
-    if let Some(only) = only
-        .as_deref()
-        .filter(|o| cases.iter().all(|(name, ..)| name != o))
-    {
-        return Err(format!("unknown case {only:?}: resnet18 or cifar-resnet-20\n{USAGE}").into());
-    }
-    for (name, architecture, size) in cases {
-        if only.as_deref().is_some_and(|o| o != name) {
-            continue;
-        }
-        let input = batch(size)?;
-        let shape = format!("{BATCH}x3x{size}x{size}");
+    let loss_fn = CrossEntropyLoss::new(0.0, None, &device)?;
+    for case in cases {
+        let (name, architecture) = (case.name, case.architecture);
+        let input = batch(case, &device)?;
+        let shape = format!("{}x3x{size}x{size}", case.batch, size = case.size);
 
-        eprintln!("{name} {shape}: train, {WARM_UP} + {k_train} steps, then the repeat…");
-        let (net, mut optimizer) = trainer(architecture)?;
+        eprintln!("{name} {shape} on {spec}: train, {WARM_UP} + {k_train} steps, then the repeat…");
+        let (net, mut optimizer) = trainer(architecture, &device)?;
         let count = parameters(&net);
+        // Reading the loss back waits for the step's work on the device.
         let (seconds, loss) = time(k_train, || {
             train_step(&net, &mut optimizer, &loss_fn, &input)
         })?;
         drop((net, optimizer));
         // The same init and the same steps again, untimed, in a fresh model.
-        let (net, mut optimizer) = trainer(architecture)?;
+        let (net, mut optimizer) = trainer(architecture, &device)?;
         let mut repeat = f32::NAN;
         for _ in 0..=WARM_UP {
             repeat = train_step(&net, &mut optimizer, &loss_fn, &input)?;
@@ -200,29 +246,31 @@ fn run() -> AnyResult<()> {
             "{}",
             serde_json::json!({
                 "case": format!("{name} {shape} train"),
-                "images_per_s": images_per_s(&seconds),
+                "images_per_s": images_per_s(case.batch, &seconds),
                 "seconds_per_iter": seconds,
                 "parameters": count,
                 "threads": threads,
+                "device": spec.to_string(),
                 "deterministic": loss.to_bits() == repeat.to_bits(),
                 "loss_bits": format!("{:08x}", loss.to_bits()),
             })
         );
 
-        eprintln!("{name} {shape}: inference, {WARM_UP} + {k_infer} forwards…");
-        let net = model(architecture)?;
+        eprintln!("{name} {shape} on {spec}: inference, {WARM_UP} + {k_infer} forwards…");
+        let net = model(architecture, &device)?;
         let (seconds, ()) = time(k_infer, || {
             net.forward_t(&input.0, false)?;
-            Ok(())
+            Ok(device.synchronize()?)
         })?;
         println!(
             "{}",
             serde_json::json!({
                 "case": format!("{name} {shape} inference"),
-                "images_per_s": images_per_s(&seconds),
+                "images_per_s": images_per_s(case.batch, &seconds),
                 "seconds_per_iter": seconds,
                 "parameters": count,
                 "threads": threads,
+                "device": spec.to_string(),
             })
         );
     }

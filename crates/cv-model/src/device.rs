@@ -81,7 +81,7 @@ pub fn configure_cpu_process() {
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     #[error(
-        "{0} was asked for, but this cv was built without CUDA: build one with `cargo xtask build-cuda` (`--features cuda`; see the README), or use --device cpu"
+        "{0} was asked for, but this binary was built without CUDA: build one with `cargo xtask build-cuda` (`--features cuda`; see the README), or use --device cpu"
     )]
     NotBuilt(DeviceSpec),
     #[error(
