@@ -108,7 +108,11 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: f32) {
 /// (logits), 1.5e-6 (gradients) for the CIFAR ResNet and 4e-6, 1.4e-5 for resnet18, whose
 /// 2×2 last stage normalises over 16 values per channel and so magnifies rounding. A real
 /// difference (a lost ReLU, another eps or momentum, a gradient sent to the wrong window
-/// element) is orders of magnitude larger.
+/// element) is orders of magnitude larger: a lost ReLU moved the logits by 0.4–0.6.
+///
+/// resnet50 is left out: on a batch this small its gradients are ill-conditioned. Flipping the
+/// last bit of every input pixel moves them by up to 48% on the kernels' path alone, so the
+/// two paths' 1–14% apart says nothing. Its Bottleneck blocks use the same ops as resnet18's.
 fn check(architecture: Architecture, size: usize) {
     let kernels = step(architecture, size);
     let candle = cv_kernels::with_candle_ops(|| step(architecture, size));
