@@ -64,26 +64,33 @@ export NVIDIA_TF32_OVERRIDE=0
     cat "$OUT/gpu.txt" 2>/dev/null || true
 } | tee "$OUT/versions.txt"
 
-# 1. The default job, twice.
+# 1. The default job, twice. A failure is recorded and the timings still run.
 sets=()
 [ -n "${EPOCHS:-}" ] && sets=(--set "training.epochs=$EPOCHS")
 for run in a b; do
     step "default job, run $run, on $DEVICE"
     t0=$(date +%s.%N)
-    timeout 240 "$CV" train --config configs/default.toml --device "$DEVICE" --quiet \
-        --run-dir "$work/run-$run" "${sets[@]}"
-    t1=$(date +%s.%N)
-    echo "$t0 $t1" | awk '{printf "%.2f\n", $2 - $1}' > "$OUT/default-job-$run.seconds"
-    (cd "$work/run-$run" && sha256sum fold-*/model.safetensors oof.csv summary.json) \
-        > "$OUT/default-job-$run.sha256"
+    if timeout 240 "$CV" train --config configs/default.toml --device "$DEVICE" --quiet \
+        --run-dir "$work/run-$run" "${sets[@]}"; then
+        t1=$(date +%s.%N)
+        echo "$t0 $t1" | awk '{printf "%.2f\n", $2 - $1}' > "$OUT/default-job-$run.seconds"
+        (cd "$work/run-$run" && sha256sum fold-*/model.safetensors oof.csv summary.json) \
+            > "$OUT/default-job-$run.sha256"
+    else
+        echo "default job run $run failed or timed out (rc $?)"
+    fi
 done
-mkdir -p "$OUT/default-job"
-cp "$work/run-a/"{summary.md,summary.json,run.json,config.toml} "$OUT/default-job/"
-if cmp -s "$OUT/default-job-a.sha256" "$OUT/default-job-b.sha256"; then
-    echo "identical" > "$OUT/default-job.repeat"
+if [ -f "$OUT/default-job-a.sha256" ] && [ -f "$OUT/default-job-b.sha256" ]; then
+    mkdir -p "$OUT/default-job"
+    cp "$work/run-a/"{summary.md,summary.json,run.json,config.toml} "$OUT/default-job/"
+    if cmp -s "$OUT/default-job-a.sha256" "$OUT/default-job-b.sha256"; then
+        echo "identical" > "$OUT/default-job.repeat"
+    else
+        echo "DIFFERENT" > "$OUT/default-job.repeat"
+        diff "$OUT/default-job-a.sha256" "$OUT/default-job-b.sha256" || true
+    fi
 else
-    echo "DIFFERENT" > "$OUT/default-job.repeat"
-    diff "$OUT/default-job-a.sha256" "$OUT/default-job-b.sha256" || true
+    echo "not compared: a run failed" > "$OUT/default-job.repeat"
 fi
 step "default job: runs $(cat "$OUT/default-job.repeat")"
 
@@ -118,13 +125,17 @@ def cases(name):
         rows.setdefault(row["case"], []).append(row)
     return rows
 cv, torch = cases("cv.jsonl"), cases("torch.jsonl")
-read = lambda name: (out / name).read_text().strip()
+def read(name, missing=None):
+    path = out / name
+    return path.read_text().strip() if path.exists() else missing
+seconds = [read(f"default-job-{r}.seconds") for r in "ab"]
+summary = read("default-job/summary.json")
 results = {
     "versions": read("versions.txt"),
     "default_job": {
-        "seconds": [float(read(f"default-job-{r}.seconds")) for r in "ab"],
+        "seconds": [float(s) if s else None for s in seconds],
         "repeat": read("default-job.repeat"),
-        "summary": json.loads(read("default-job/summary.json")),
+        "summary": json.loads(summary) if summary else None,
     },
     "cases": [],
 }
@@ -136,21 +147,22 @@ for case, ours in cv.items():
     theirs = torch.get(case, [])
     a = statistics.median(r["images_per_s"] for r in ours)
     b = statistics.median(r["images_per_s"] for r in theirs) if theirs else float("nan")
+    ratio = a / b if theirs else float("nan")
     same = all(r["parameters"] == t["parameters"] for r in ours for t in theirs)
     repeat = all(r.get("deterministic", True) for r in ours)
     bits = sorted({r["loss_bits"] for r in ours if "loss_bits" in r})
     repeats = ("yes" if repeat else "NO") + f" ({', '.join(bits)})" if bits else "–"
     results["cases"].append({"case": case, "cv": [r["images_per_s"] for r in ours],
-                             "torch": [t["images_per_s"] for t in theirs], "ratio": a / b,
+                             "torch": [t["images_per_s"] for t in theirs], "ratio": ratio,
                              "same_parameters": same, "deterministic": repeat, "loss_bits": bits})
-    lines.append(f"| {case} | {a:.1f} | {b:.1f} | {a / b:.2f}× | {len(ours)} / {len(theirs)} | "
+    lines.append(f"| {case} | {a:.1f} | {b:.1f} | {ratio:.2f}× | {len(ours)} / {len(theirs)} | "
                  f"{repeats} |"
                  + ("" if same else " PARAMETER COUNTS DIFFER"))
 job = results["default_job"]
-mean = job["summary"]["mean"]
-lines += ["", f"Default job on {device}: {job['seconds'][0]:.1f} s and {job['seconds'][1]:.1f} s; "
-          f"the two runs' fold models, oof.csv and summary.json: {job['repeat']}; "
-          f"mean validation accuracy {mean.get('accuracy', float('nan')):.4f}.", "",
+times = " and ".join(f"{s:.1f} s" if s is not None else "failed" for s in job["seconds"])
+accuracy = job["summary"]["mean"].get("accuracy", float("nan")) if job["summary"] else float("nan")
+lines += ["", f"Default job on {device}: {times}; the two runs' fold models, oof.csv and "
+          f"summary.json: {job['repeat']}; mean validation accuracy {accuracy:.4f}.", "",
           "```", results["versions"], "```"]
 (out / "results.md").write_text("\n".join(lines) + "\n")
 (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
