@@ -98,9 +98,18 @@ impl DeviceSpec {
             DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => Err(DeviceError::NotBuilt(self)),
             DeviceSpec::Cuda(n) => Device::new_cuda(n).map_err(|e| DeviceError::Open {
                 spec: self,
-                message: e.to_string(),
+                message: without_backtrace(e).to_string(),
             }),
         }
+    }
+}
+
+/// candle's error without the backtrace it captures when `RUST_BACKTRACE` is set, which would
+/// otherwise land in the middle of the one-line message.
+fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        e => e,
     }
 }
 
@@ -119,6 +128,15 @@ mod tests {
             .contains("cpu, cuda or cuda:N"));
         assert_eq!(DeviceSpec::Cuda(1).to_string(), "cuda:1");
         assert!(matches!(DeviceSpec::Cpu.open(), Ok(Device::Cpu)));
+    }
+
+    #[test]
+    fn open_errors_carry_no_backtrace() {
+        let e = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::Msg("no GPU".into())),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        assert_eq!(without_backtrace(e).to_string(), "no GPU");
     }
 
     #[cfg(not(feature = "cuda"))]
