@@ -199,9 +199,8 @@ fn pack_gpu_check(target_dir: &Path) -> Result<()> {
         total += fs::metadata(&packed)?.len();
     }
     println!(
-        "
-packed cv and model_timing into {} ({:.1} MB). On a GPU machine with PyTorch (CUDA 13), \
-         from the repository root with that folder in place:\n\n  bash tools/cuda/gpu-check.sh",
+        "\npacked cv and model_timing into {} ({:.1} MB). On a GPU machine with PyTorch (CUDA \
+         13), from the repository root with that folder in place:\n\n  bash tools/cuda/gpu-check.sh",
         dir.display(),
         total as f64 / 1e6
     );
