@@ -18,7 +18,9 @@ cd "$(dirname "$0")/../.."
 
 target=${CARGO_TARGET_DIR:-target}
 cargo xtask build-cuda
-cargo build -p cv-cli --bin cv
+# The workspace's features, as `cargo test --workspace` resolves them: after the tests this
+# relinks cv alone, where `-p cv-cli` rebuilt its dependencies (2 minutes in CI).
+cargo build --workspace --bins
 cuda_cv=$target/cuda/release/cv
 cpu_cv=$target/debug/cv
 toolkit=$target/cuda-toolkit/cuda
